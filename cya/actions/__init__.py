@@ -1,0 +1,1 @@
+"""One module per command: check, plan, then print (dry run) or apply."""

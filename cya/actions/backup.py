@@ -1,0 +1,229 @@
+"""``cya backup``: one duplicity backup placed in the timescale tree.
+
+Steps, and the crash points tests kill a real process at (``$CYA_CRASH_AT``):
+
+1. check sources, passphrase and tree; take the tree lock;
+2. finish or undo an interrupted run from the journal (recover);
+3. plan the placement (pure: core.placement);
+4. journal "started"                                  -> crash point after-journal
+5. seed ``.cya/staging/RUN/files`` with the base's files  -> after-seed
+6. run duplicity into the staging target (it writes non-atomically and
+   without fsync, which is why it never writes into a level directly)
+7. fsync its new files; journal "captured"            -> after-capture
+8. publish: build new levels and rename them in       -> before-new-levels,
+   after-new-levels; link into the base, manifest last -> before-base-manifest
+9. record the backup in the catalog                   -> after-publish
+10. remove staging and the journal; drop caches of levels no longer written.
+
+A crash before 7 leaves the tree as it was and the run is undone; a crash at
+or after 7 is finished by the next run. Either way the backup is in every
+level it belongs to, or in none.
+"""
+
+from __future__ import annotations
+
+import time as wallclock
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cya import duplicity, execute
+from cya.catalog import BackupRecord, Catalog
+from cya.config import Settings, read_passphrase
+from cya.core.names import complete_backup_times, format_time, parse_time
+from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
+from cya.core.timescale import leaf_for
+from cya.errors import ConfigError, CyaError, TimeWentBackwards, TreeError
+from cya.fsutil import crash_point, remove_tree
+from cya.lock import TreeLock
+from cya.tree import BackupJournal, Tree, capture, level_of, publish, run_dir, seed
+
+
+@dataclass
+class BackupResult:
+    placement: Placement
+    dry_run: bool
+    recovered: str | None = None  # what recovery did about an interrupted run
+    statistics: dict = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # kept backup, but exit 1
+
+
+def check(settings: Settings) -> str | None:
+    """Check everything checkable before writing; return the passphrase.
+
+    Raise ConfigError naming every problem found.
+    """
+    problems = []
+    for source in settings.sources:
+        if not source.exists():
+            problems.append(f"source {source} does not exist")
+    try:
+        passphrase = read_passphrase(settings)
+    except ConfigError as error:
+        problems.append(error.one_line())
+        passphrase = None
+    Tree(settings.tree).require()
+    if problems:
+        raise ConfigError("; ".join(problems), f"fix the config {settings.config_path} "
+                          "or the paths it names")
+    return passphrase
+
+
+def run(settings: Settings, now: datetime, dry_run: bool = False) -> BackupResult:
+    """Make one backup at ``now``. Raise CyaError subclasses on failure."""
+    passphrase = check(settings)
+    tree = Tree(settings.tree)
+    with TreeLock(tree.lock_path) as lock, Catalog(tree.catalog_path) as catalog:
+        recovered = None if dry_run else recover(tree, catalog, settings)
+        view = tree.scan()
+        time = now.replace(microsecond=0)
+        leaf = leaf_for(now.date(), settings.week_start)
+        try:
+            placement = plan_placement(time, leaf, view.chained(), view.newest())
+        except BackupTimeNotAfterNewest as error:
+            raise TimeWentBackwards(
+                f"backup time {_show(error.requested)} is not after the newest backup "
+                f"in the tree ({_show(error.newest)})",
+                "give a later --now, or leave it out to use the clock",
+            ) from None
+        result = BackupResult(placement, dry_run, recovered)
+        if dry_run:
+            return result
+        cache = duplicity.cache_for(catalog.tree_id, leaf.name)
+        journal = BackupJournal(
+            time=format_time(time),
+            leaf=leaf.relpath,
+            base=placement.base.relpath if placement.base else None,
+            new_levels=[level.relpath for level in placement.new_levels],
+            staging=f"backup-{format_time(time)}",
+            cache_name=cache.name,
+            started_at=_wall_time(),
+        )
+        try:
+            _make(tree, settings, placement, journal, cache, passphrase, lock.fd)
+        except OSError as error:
+            raise _os_error(error, tree) from None
+        _finish(tree, catalog, journal, placement)
+        duplicity.drop_caches(cache)
+        result.statistics = journal.statistics or {}
+        result.unreadable = journal.unreadable or []
+        if result.unreadable:
+            shown = ", ".join(result.unreadable[:3])
+            more = f" and {len(result.unreadable) - 3} more" if len(result.unreadable) > 3 else ""
+            result.warnings.append(
+                f"backup {_show(time)} is kept, but {len(result.unreadable)} file(s) could not "
+                f"be read and are not in it: {shown}{more}; fix their permissions or exclude them")
+        return result
+
+
+def _make(tree: Tree, settings: Settings, placement: Placement, journal: BackupJournal,
+          cache: duplicity.Cache, passphrase: str | None, lock_fd: int | None) -> None:
+    """Steps 4-8: journal, seed, duplicity, capture, publish."""
+    journal.save(tree)
+    crash_point("after-journal")
+    work = run_dir(tree, journal)
+    remove_tree(work)
+    files = work / "files"
+    journal.seeded = seed(tree, placement.base, files)
+    (work / "tmp").mkdir(mode=0o700)
+    crash_point("after-seed")
+    log_file = work / "duplicity.log"
+    argv = duplicity.backup_argv(
+        full=placement.full, settings=settings, target=files, cache=cache,
+        tempdir=work / "tmp", time=placement.time, log_file=log_file,
+        never=[tree.root, cache.archive_dir],
+    )
+    cache.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    completed = execute.run(argv, env=duplicity.environment(passphrase),
+                            secrets=[passphrase or ""],
+                            pass_fds=[lock_fd] if lock_fd is not None else [])
+    records = duplicity.parse_log(log_file.read_text(errors="replace")) if log_file.exists() else []
+    if completed.returncode != 0:
+        _undo(tree, journal)
+        if completed.signalled:
+            raise CyaError(f"backup interrupted by signal {completed.signalled}",
+                           "nothing was changed; run the backup again")
+        raise duplicity.failure(completed.returncode, records, completed.tail, settings)
+    new = capture(files, journal.seeded)
+    if placement.time not in complete_backup_times(new):
+        _undo(tree, journal)
+        raise CyaError("duplicity reported success but wrote no manifest for this backup",
+                       "run with -v and report this", "\n".join(completed.tail))
+    journal.new = new
+    journal.statistics = duplicity.statistics(records)
+    journal.unreadable = duplicity.unreadable_files(records)
+    journal.phase = "captured"
+    journal.save(tree)
+    crash_point("after-capture")
+    publish(tree, placement, files, journal.seeded, new, work / "build")
+
+
+def _finish(tree: Tree, catalog: Catalog, journal: BackupJournal, placement: Placement) -> None:
+    """Steps 9-10: catalog row, then staging and journal removed."""
+    stats = journal.statistics or {}
+
+    def count(key: str) -> int | None:
+        return int(stats[key]) if key in stats else None
+
+    catalog.record_backup(BackupRecord(
+        time=journal.time, leaf=journal.leaf, base=journal.base, full=placement.full,
+        new_levels=" ".join(journal.new_levels), started_at=journal.started_at,
+        finished_at=_wall_time(), source_files=count("SourceFiles"),
+        source_bytes=count("SourceFileSize"), new_bytes=count("TotalDestinationSizeChange"),
+        unreadable=len(journal.unreadable or []),
+    ))
+    crash_point("after-publish")
+    remove_tree(run_dir(tree, journal))
+    journal.clear(tree)
+
+
+def _undo(tree: Tree, journal: BackupJournal) -> None:
+    """Forget a run that did not capture a backup: nothing of it was published."""
+    remove_tree(run_dir(tree, journal))
+    journal.clear(tree)
+
+
+def recover(tree: Tree, catalog: Catalog, settings: Settings) -> str | None:
+    """Finish or undo a backup that a crash interrupted; say which, or None if there was none."""
+    journal = BackupJournal.load(tree)
+    for leftover in tree.staging.iterdir():
+        if journal is None or leftover.name != journal.staging:
+            remove_tree(leftover)
+    if journal is None:
+        return None
+    when = _show(parse_time(journal.time))
+    if journal.phase != "captured":
+        _undo(tree, journal)
+        # duplicity may have left a half-written manifest in the leaf's cache
+        duplicity.drop_caches(duplicity.Cache(duplicity.cache_root(catalog.tree_id),
+                                              journal.cache_name), keep=False)
+        return f"an interrupted backup at {when} was undone (it had not finished)"
+    placement = Placement(
+        time=parse_time(journal.time), leaf=level_of(journal.leaf),
+        base=level_of(journal.base),
+        new_levels=tuple(level_of(path) for path in journal.new_levels),
+    )
+    work = run_dir(tree, journal)
+    if not (work / "files").is_dir():
+        raise TreeError(f"the interrupted backup at {when} lost its staging files",
+                        f"move {tree.journal_path} away and run again")
+    publish(tree, placement, work / "files", journal.seeded or [], journal.new or [],
+            work / "build")
+    _finish(tree, catalog, journal, placement)
+    return f"an interrupted backup at {when} was completed"
+
+
+def _os_error(error: OSError, tree: Tree) -> CyaError:
+    if error.errno == 28:
+        return CyaError(f"disk full: no space left in {tree.root}",
+                        "free some space and run the backup again; no earlier backup was touched")
+    return CyaError(f"cannot write the tree: {error}", "check the tree's file system")
+
+
+def _show(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def _wall_time() -> str:
+    return wallclock.strftime("%Y-%m-%dT%H:%M:%S%z")
+

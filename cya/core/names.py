@@ -1,0 +1,152 @@
+"""Duplicity's file names, parsed without starting duplicity.
+
+Every file duplicity writes to a target names its backup set:
+
+    duplicity-full.20121204T120000Z.vol1.difftar.gpg
+    duplicity-full.20121204T120000Z.manifest.gpg
+    duplicity-full-signatures.20121204T120000Z.sigtar.gpg
+    duplicity-inc.20121204T120000Z.to.20121205T120000Z.vol1.difftar.gpg
+    duplicity-inc.20121204T120000Z.to.20121205T120000Z.manifest.gpg
+    duplicity-new-signatures.20121204T120000Z.to.20121205T120000Z.sigtar.gpg
+
+Without encryption the suffix is ``.gz`` (or nothing for a manifest); in
+duplicity's local cache a file being written ends in ``.part``. A backup set
+is identified by its end time (the time of the backup); duplicity writes a
+set's manifest last, so a set whose manifest is present is complete.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_TIME = r"\d{8}T\d{6}Z"
+_NAME = re.compile(
+    rf"duplicity-(?P<type>full|inc|full-signatures|new-signatures)"
+    rf"\.(?P<start>{_TIME})(?:\.to\.(?P<end>{_TIME}))?"
+    rf"\.(?:vol(?P<volume>\d+)\.difftar|(?P<manifest>manifest)|(?P<sigtar>sigtar))"
+    rf"(?:\.(?P<suffix>gpg|gz|z))?(?P<partial>\.part)?"
+)
+_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def parse_time(text: str) -> datetime:
+    """Return the UTC datetime of a duplicity time stamp such as ``20121204T120000Z``."""
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """Return the duplicity time stamp of an aware datetime."""
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+@dataclass(frozen=True)
+class DuplicityFile:
+    name: str
+    full: bool  # part of a full backup set (else an incremental)
+    role: str  # "volume" | "manifest" | "signatures"
+    start: datetime
+    end: datetime  # the backup time; equals start for a full
+    volume: int | None
+    encrypted: bool
+    partial: bool
+
+    @property
+    def backup_time(self) -> datetime:
+        return self.end
+
+
+def parse_name(name: str) -> DuplicityFile | None:
+    """Return what a duplicity file name says, or None for any other name."""
+    match = _NAME.fullmatch(name)
+    if not match:
+        return None
+    kind = match["type"]
+    full = kind in ("full", "full-signatures")
+    has_end = match["end"] is not None
+    if full == has_end:  # a full has one time, an incremental two
+        return None
+    is_signature = kind.endswith("signatures")
+    if is_signature != (match["sigtar"] is not None):
+        return None
+    start = parse_time(match["start"])
+    end = parse_time(match["end"]) if has_end else start
+    if end < start:
+        return None
+    if match["volume"]:
+        role = "volume"
+    elif match["manifest"]:
+        role = "manifest"
+    else:
+        role = "signatures"
+    return DuplicityFile(
+        name=name,
+        full=full,
+        role=role,
+        start=start,
+        end=end,
+        volume=int(match["volume"]) if match["volume"] else None,
+        encrypted=match["suffix"] == "gpg",
+        partial=match["partial"] is not None,
+    )
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    """The files of one backup in one ``files/`` directory."""
+
+    time: datetime
+    start: datetime
+    full: bool
+    files: tuple[str, ...]
+    complete: bool  # its manifest is present
+
+    @property
+    def manifest(self) -> str | None:
+        for name in self.files:
+            parsed = parse_name(name)
+            if parsed and parsed.role == "manifest":
+                return name
+        return None
+
+
+def backup_sets(names: Iterable[str]) -> list[BackupSet]:
+    """Group duplicity file names into backup sets, oldest first.
+
+    Names that are not duplicity's, and ``.part`` files, are ignored. A set is
+    keyed by (full, start, end): signatures belong to the set they describe.
+    """
+    groups: dict[tuple[bool, datetime, datetime], list[DuplicityFile]] = {}
+    for name in names:
+        parsed = parse_name(name)
+        if parsed is None or parsed.partial:
+            continue
+        groups.setdefault((parsed.full, parsed.start, parsed.end), []).append(parsed)
+    sets = [
+        BackupSet(
+            time=end,
+            start=start,
+            full=full,
+            files=tuple(sorted(f.name for f in files)),
+            complete=any(f.role == "manifest" for f in files),
+        )
+        for (full, start, end), files in groups.items()
+    ]
+    return sorted(sets, key=lambda s: (s.time, not s.full))
+
+
+def complete_backup_times(names: Iterable[str]) -> list[datetime]:
+    """Return the times of the complete backups among these file names, oldest first."""
+    return [s.time for s in backup_sets(names) if s.complete]
+
+
+def manifest_last(names: Iterable[str]) -> list[str]:
+    """Return the names ordered so that every manifest comes after every other file."""
+    return sorted(names, key=lambda n: (_is_manifest(n), n))
+
+
+def _is_manifest(name: str) -> bool:
+    parsed = parse_name(name)
+    return parsed is not None and parsed.role == "manifest"

@@ -1,0 +1,86 @@
+"""Small durable-write helpers and the named crash points.
+
+Write once, never modify: a file is written under a temporary name, fsynced,
+renamed into place, and its directory fsynced (STYLE.md "Safety habits").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+CRASH_ENV = "CYA_CRASH_AT"
+CRASH_EXIT = 137
+
+
+def crash_point(name: str) -> None:
+    """Die here, at once and for real, if ``$CYA_CRASH_AT`` names this point.
+
+    Tests use this to kill a real process at each named point of a multi-step
+    change (``os._exit`` skips every cleanup, like ``kill -9``).
+    """
+    if os.environ.get(CRASH_ENV) == name:
+        os._exit(CRASH_EXIT)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never a mix."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    fsync_dir(path.parent)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make it 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def link_if_missing(source: Path, target: Path) -> bool:
+    """Hardlink ``source`` as ``target`` unless ``target`` already is that file.
+
+    Return True if a link was made. Raise FileExistsError if ``target`` is a
+    different file: two files of one name in a chain would be a corruption.
+    """
+    try:
+        os.link(source, target)
+        return True
+    except FileExistsError:
+        if os.path.samefile(source, target):
+            return False
+        raise
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a file or directory tree; a symlink is removed, never followed."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)  # does not follow symlinks inside the tree

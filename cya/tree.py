@@ -1,0 +1,229 @@
+"""The on-disk tree: level directories, cya's state, and publishing a backup.
+
+Layout (DESIGN.md 1)::
+
+    TREE/                      0700
+      .cya/                    cya's state: lock, catalog.sqlite, journal.json,
+                               staging/ (runs in progress), trash/ (levels being deleted)
+      2000/files/              century chain
+      2000/2010/files/         decade chain
+      ...
+      2000/2010/2012/2012-12/2012-12-02/files/   week chain (the leaf)
+
+Invariants kept here:
+
+* A level directory becomes visible only complete: new levels are built under
+  ``.cya/staging`` and renamed into place in one ``rename``.
+* A backup's manifest is linked into an existing level only after its volumes
+  and signatures, so a level never shows a chain link whose files are missing.
+* Every file is fsynced in staging before any link to it is published, and
+  every directory that gained a link is fsynced.
+* Publishing is idempotent: after a crash at any point it can run again from
+  the journal and ends with the same tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cya.core.names import manifest_last, parse_name
+from cya.core.placement import Placement
+from cya.core.timescale import Level, WeekStart, parse_level
+from cya.core.treeview import TreeView
+from cya.errors import TreeError
+from cya.fsutil import (
+    atomic_write,
+    crash_point,
+    fsync_dir,
+    fsync_file,
+    link_if_missing,
+    make_private_dir,
+    remove_tree,
+)
+
+STATE = ".cya"
+FILES = "files"
+
+
+class Tree:
+    def __init__(self, root: Path):
+        self.root = root
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state / "lock"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.state / "catalog.sqlite"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state / "journal.json"
+
+    @property
+    def staging(self) -> Path:
+        return self.state / "staging"
+
+    @property
+    def trash(self) -> Path:
+        return self.state / "trash"
+
+    def level_dir(self, level: Level) -> Path:
+        return self.root.joinpath(*level.names)
+
+    def files_dir(self, level: Level) -> Path:
+        return self.level_dir(level) / FILES
+
+    def create(self) -> None:
+        """Make the tree root (0700) and its state directories."""
+        make_private_dir(self.root)
+        for path in (self.state, self.staging, self.trash):
+            make_private_dir(path)
+
+    def require(self) -> None:
+        """Raise TreeError unless this is a tree made by ``cya init``."""
+        if not self.state.is_dir():
+            raise TreeError(f"no cya tree at {self.root}",
+                            "run: cya init --source DIR --tree DIR (or fix tree in the config)")
+
+    def scan(self, week_start: WeekStart | None = None) -> TreeView:
+        """List every level and the duplicity files in its ``files/``, from names alone."""
+        found: dict[Level, frozenset[str]] = {}
+
+        def walk(directory: Path, names: tuple[str, ...]) -> None:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if not entry.is_dir(follow_symlinks=False):
+                        continue
+                    if entry.name == FILES and names:
+                        level = Level(names)
+                        found[level] = frozenset(
+                            n for n in os.listdir(entry.path) if parse_name(n))
+                        continue
+                    child = names + (entry.name,)
+                    if parse_level(child, week_start) is not None:
+                        walk(Path(entry.path), child)
+
+        walk(self.root, ())
+        return TreeView(found)
+
+    def duplicity_files(self, level: Level) -> list[str]:
+        directory = self.files_dir(level)
+        return sorted(n for n in os.listdir(directory) if parse_name(n)) if directory.is_dir() else []
+
+
+@dataclass
+class BackupJournal:
+    """What an interrupted backup needs to be finished or undone (``.cya/journal.json``).
+
+    phase "started": duplicity may not have finished; the run is undone.
+    phase "captured": duplicity finished and its files are on disk in staging;
+    the run is finished by publishing again.
+    """
+
+    time: str  # duplicity time stamp of the backup
+    leaf: str
+    base: str | None
+    new_levels: list[str]
+    staging: str  # run directory name under .cya/staging
+    cache_name: str
+    started_at: str
+    phase: str = "started"
+    seeded: list[str] | None = None
+    new: list[str] | None = None
+    statistics: dict | None = None
+    unreadable: list[str] | None = None
+
+    def save(self, tree: Tree) -> None:
+        atomic_write(tree.journal_path, json.dumps(asdict(self), indent=1).encode())
+
+    @staticmethod
+    def load(tree: Tree) -> BackupJournal | None:
+        try:
+            data = json.loads(tree.journal_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError) as error:
+            raise TreeError(f"cannot read {tree.journal_path}: {error}",
+                            "the journal of an interrupted run is damaged; move it away "
+                            "and run again (the interrupted backup is then dropped)") from None
+        return BackupJournal(**data)
+
+    def clear(self, tree: Tree) -> None:
+        tree.journal_path.unlink(missing_ok=True)
+        fsync_dir(tree.state)
+
+
+def level_of(relpath: str | None) -> Level | None:
+    return Level(tuple(relpath.split("/"))) if relpath else None
+
+
+def run_dir(tree: Tree, journal: BackupJournal) -> Path:
+    return tree.staging / journal.staging
+
+
+def seed(tree: Tree, base: Level | None, target: Path) -> list[str]:
+    """Hardlink the base level's duplicity files into ``target``; return their names."""
+    make_private_dir(target)
+    names = tree.duplicity_files(base) if base is not None else []
+    for name in names:
+        link_if_missing(tree.files_dir(base) / name, target / name)
+    fsync_dir(target)
+    return names
+
+
+def capture(files: Path, seeded: list[str]) -> list[str]:
+    """Return the files duplicity added to ``files``, each fsynced to disk."""
+    seeded_set = set(seeded)
+    new = sorted(n for n in os.listdir(files) if n not in seeded_set and parse_name(n))
+    for name in new:
+        fsync_file(files / name)
+    fsync_dir(files)
+    return new
+
+
+def publish(tree: Tree, placement: Placement, files: Path, seeded: list[str],
+            new: list[str], build: Path) -> None:
+    """Make the captured backup part of every level in ``placement.link_into``.
+
+    New levels are built under ``build`` and renamed into place; then the new
+    files are linked into the base, manifest last. Safe to run again after a
+    crash anywhere inside it.
+    """
+    top = placement.top_new_level
+    if top is not None and not tree.level_dir(top).exists():
+        remove_tree(build)  # a build interrupted by a crash
+        depth = len(top.names) - 1
+        for level in placement.new_levels:
+            level_files = build.joinpath(*level.names[depth:], FILES)
+            level_files.mkdir(parents=True, mode=0o700)
+            for name in seeded + manifest_last(new):
+                os.link(files / name, level_files / name)
+            fsync_dir(level_files)
+        for level in reversed(placement.new_levels):
+            fsync_dir(build.joinpath(*level.names[depth:]))
+        fsync_dir(build)
+        crash_point("before-new-levels")
+        parent = tree.level_dir(top.parent) if top.parent is not None else tree.root
+        os.rename(build / top.name, tree.level_dir(top))
+        fsync_dir(parent)
+        crash_point("after-new-levels")
+    if placement.base is not None:
+        base_files = tree.files_dir(placement.base)
+        if not base_files.is_dir():
+            raise TreeError(f"level {placement.base} vanished while a backup was being published",
+                            "run the backup again")
+        for name in manifest_last(new):
+            if parse_name(name).role == "manifest":
+                fsync_dir(base_files)
+                crash_point("before-base-manifest")
+            link_if_missing(files / name, base_files / name)
+        fsync_dir(base_files)
