@@ -330,8 +330,11 @@ def absolute(path: Path) -> Path:
 
 
 def toml_string(value: str) -> str:
-    """Quote a string as a TOML basic string (JSON's escapes are a subset TOML accepts)."""
-    return json.dumps(value, ensure_ascii=False)
+    """Quote a string as a TOML basic string.
+
+    JSON's escapes are a subset of TOML's; JSON leaves DEL bare, which TOML forbids.
+    """
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def read_passphrase(settings: Settings) -> str | None:

@@ -1,0 +1,150 @@
+"""Test helpers: run cya and plain duplicity as real processes, make and hash sources."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+CYA = str(BIN / "cya")
+DUPLICITY = str(BIN / "duplicity")
+
+
+def require_tools() -> None:
+    """A missing duplicity fails the run; it is never a silent skip."""
+    for tool in (CYA, DUPLICITY):
+        assert Path(tool).exists(), f"{tool} is missing: install the project with its test extra"
+
+
+require_tools()
+
+
+@dataclass
+class Workspace:
+    """Everything one test's cya needs, under one temporary directory."""
+
+    base: Path
+    env: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.source = self.base / "source"
+        self.tree = self.base / "tree"
+        self.config = self.base / "config" / "config.toml"
+        self.cache = self.base / "cache"
+        self.source.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "CYA_CONFIG": str(self.config),
+            "XDG_CACHE_HOME": str(self.cache),
+            "XDG_CONFIG_HOME": str(self.base / "xdg-config"),
+            "TZ": "UTC",
+        }
+        self.env.pop("CYA_CRASH_AT", None)
+
+    @property
+    def passphrase_file(self) -> Path:
+        return self.config.parent / "passphrase"
+
+    def passphrase(self) -> str:
+        return self.passphrase_file.read_text().strip()
+
+    def init(self, *extra: str) -> subprocess.CompletedProcess:
+        return self.cya("init", "--source", str(self.source), "--tree", str(self.tree), *extra)
+
+    def cya(self, *args: str, check: bool = True, env: dict | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+        result = subprocess.run([CYA, *args], env={**self.env, **(env or {})},
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"cya {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def backup(self, when: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.cya("--now", when, "backup", *args, check=check)
+
+    def duplicity(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Plain duplicity, without cya, as a user would run it on one ``files/`` dir."""
+        env = {**self.env, "PASSPHRASE": self.passphrase()}
+        result = subprocess.run([DUPLICITY, *args, "--archive-dir", str(self.base / "plain-cache")],
+                                env=env, capture_output=True, text=True, timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"duplicity {args} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def files_dirs(self) -> list[Path]:
+        return sorted(p for p in self.tree.rglob("files") if ".cya" not in p.parts)
+
+    def manifests(self, level: str) -> list[str]:
+        return sorted(n for n in os.listdir(self.tree / level / "files") if ".manifest" in n)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """What a restore must reproduce: for every path, its type, mode, and content hash."""
+    result = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            result[rel] = ("link", os.readlink(path))
+        elif stat.S_ISDIR(info.st_mode):
+            result[rel] = ("dir", stat.S_IMODE(info.st_mode))
+        else:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            result[rel] = ("file", stat.S_IMODE(info.st_mode), digest, int(info.st_mtime))
+    return result
+
+
+def tree_state(tree: Path) -> dict[str, tuple]:
+    """Every entry of a tree outside .cya with its inode: equal states mean nothing changed."""
+    state = {}
+    for path in sorted(tree.rglob("*")):
+        if ".cya" in path.relative_to(tree).parts:
+            continue
+        info = path.lstat()
+        state[str(path.relative_to(tree))] = (info.st_ino, info.st_size, info.st_mtime_ns)
+    return state
+
+
+def change_source(source: Path, day: int) -> None:
+    """Change the source the same way for the same ``day``: edits, additions, deletions,
+    and the awkward cases (empty file, symlink, spaces, non-ASCII, mode 0600)."""
+    (source / "docs").mkdir(exist_ok=True)
+    with open(source / "journal.txt", "a") as journal:
+        journal.write(f"day {day}\n" * 50)
+    (source / "docs" / f"note {day}.txt").write_text(f"note of day {day}\n" * (day + 1))
+    if day >= 2 and (source / "docs" / f"note {day - 2}.txt").exists():
+        (source / "docs" / f"note {day - 2}.txt").unlink()
+    (source / "empty").touch()
+    if not (source / "link").is_symlink():
+        (source / "link").symlink_to("journal.txt")
+    (source / "ünïcödé naïve.txt").write_text(f"ünïcödé {day % 3}\n")
+    secret = source / "private.key"
+    secret.write_bytes(hashlib.sha256(str(day).encode()).digest() * 100)
+    secret.chmod(0o600)
+    big = source / "data.bin"
+    block = hashlib.sha256(f"block {day}".encode()).digest() * 2048
+    with open(big, "r+b" if big.exists() else "wb") as handle:
+        handle.seek((day % 8) * len(block))
+        handle.write(block)
+    # mtimes at one-second resolution, so a restore can be compared exactly
+    for path in source.rglob("*"):
+        if not path.is_symlink():
+            os.utime(path, (1_000_000_000 + day * 86400, 1_000_000_000 + day * 86400))
+
+
+def restored_source(restore_root: Path, source: Path) -> Path:
+    """Backups hold absolute paths: the source lies at its own path inside a restore."""
+    return restore_root / source.relative_to("/")
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy a workspace keeping hardlinks (cp -a does, shutil.copytree does not)."""
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+
