@@ -125,6 +125,10 @@ def check_private(path: Path, what: str) -> None:
 
 def load(path: Path) -> Settings:
     """Read, check and validate the config file. Raise ConfigError naming every problem."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist",
+                          "run: cya init --source DIR --tree DIR, or name your config "
+                          "with --config or $CYA_CONFIG")
     check_private(path, "config file")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

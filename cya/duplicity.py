@@ -180,7 +180,7 @@ def failure(returncode: int, records: Sequence[LogRecord], tail: Sequence[str],
             f"disk full: no space left for the backup in {settings.tree}",
             "free some space there and run the backup again; no earlier backup was touched",
             detail)
-    if code == GPG_FAILED and _BAD_PASSPHRASE.search(everything):
+    if _BAD_PASSPHRASE.search(everything):
         where = (f"the passphrase in {settings.encryption.passphrase_file}"
                  if settings.encryption.mode == "passphrase" else "the gpg key")
         return CommandFailed(

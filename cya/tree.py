@@ -117,7 +117,9 @@ class Tree:
 
     def duplicity_files(self, level: Level) -> list[str]:
         directory = self.files_dir(level)
-        return sorted(n for n in os.listdir(directory) if parse_name(n)) if directory.is_dir() else []
+        if not directory.is_dir():
+            return []
+        return sorted(n for n in os.listdir(directory) if parse_name(n))
 
 
 @dataclass

@@ -144,7 +144,32 @@ def restored_source(restore_root: Path, source: Path) -> Path:
     return restore_root / source.relative_to("/")
 
 
-def copy_tree(src: Path, dst: Path) -> None:
-    """Copy a workspace keeping hardlinks (cp -a does, shutil.copytree does not)."""
-    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
 
+def clone(ws: Workspace, base: Path) -> Workspace:
+    """A copy of a workspace at ``base`` (hardlinks kept), its config pointed at the copy."""
+    subprocess.run(["cp", "-a", str(ws.base), str(base)], check=True)
+    copy = Workspace(base)
+    text = copy.config.read_text().replace(str(ws.base), str(base))
+    copy.config.write_text(text)
+    copy.config.chmod(0o600)
+    return copy
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> None:
+    """A user mistake: the given exit code, one line on stderr naming it, no traceback."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cya: error: ")
+    assert "Traceback" not in result.stderr + result.stdout
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def children(pid: int) -> list[int]:
+    """The pids of a running process's children."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]

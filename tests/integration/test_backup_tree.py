@@ -46,8 +46,8 @@ def scenario(tmp_path_factory):
 
 def test_chain_lengths_per_level(scenario):
     ws, _ = scenario
-    chains = {str(d.parent.relative_to(ws.tree)): len(ws.manifests(str(d.parent.relative_to(ws.tree))))
-              for d in ws.files_dirs()}
+    levels = [str(d.parent.relative_to(ws.tree)) for d in ws.files_dirs()]
+    chains = {level: len(ws.manifests(level)) for level in levels}
     assert chains == EXPECTED_CHAINS
 
 
@@ -78,7 +78,8 @@ def test_collection_status_is_clean_in_every_level(scenario):
     for files in ws.files_dirs():
         out = ws.duplicity("collection-status", f"file://{files}").stdout
         assert "No orphaned or incomplete backup sets found" in out, (files, out)
-        assert f"Number of contained backup sets: {EXPECTED_CHAINS[str(files.parent.relative_to(ws.tree))]}" in out
+        count = EXPECTED_CHAINS[str(files.parent.relative_to(ws.tree))]
+        assert f"Number of contained backup sets: {count}" in out
 
 
 def _backup_days(level: str) -> list[str]:
@@ -119,7 +120,8 @@ def test_plain_duplicity_restores_each_level_exactly(scenario, level, tmp_path):
 def test_catalog_records_each_backup(scenario):
     ws, _ = scenario
     db = sqlite3.connect(ws.tree / ".cya" / "catalog.sqlite")
-    rows = db.execute("SELECT time, leaf, base, full, new_levels FROM backups ORDER BY time").fetchall()
+    rows = db.execute(
+        "SELECT time, leaf, base, full, new_levels FROM backups ORDER BY time").fetchall()
     assert [r[0] for r in rows] == [d.replace("-", "") + "T120000Z" for d in DAYS]
     assert rows[0][2] is None and rows[0][3] == 1
     assert rows[7][1:4] == ("2000/2010/2013/2013-01/2013-01-06", "2000/2010", 0)

@@ -26,7 +26,8 @@ def names_of_set(start, end, full, volumes, suffix):
                f"duplicity-{kind}.{stamp}.manifest{manifest_suffix}"])
 
 
-@given(times, st.integers(0, 10**7), st.booleans(), st.integers(1, 5), st.sampled_from(["gpg", "gz"]))
+@given(times, st.integers(0, 10**7), st.booleans(), st.integers(1, 5),
+       st.sampled_from(["gpg", "gz"]))
 def test_every_name_of_a_set_parses_to_that_set(start, seconds, full, volumes, suffix):
     end = start if full else start + timedelta(seconds=seconds)
     names = names_of_set(start, end, full, volumes, suffix)

@@ -12,7 +12,8 @@ week_starts = st.sampled_from(list(WeekStart))
 def test_worked_examples():
     assert leaf_for(date(2013, 1, 1)).relpath == "2000/2010/2012/2012-12/2012-12-30"
     assert leaf_for(date(2012, 12, 4)).relpath == "2000/2010/2012/2012-12/2012-12-02"
-    assert leaf_for(date(2013, 1, 1), WeekStart.MONDAY).relpath == "2000/2010/2012/2012-12/2012-12-31"
+    monday = leaf_for(date(2013, 1, 1), WeekStart.MONDAY)
+    assert monday.relpath == "2000/2010/2012/2012-12/2012-12-31"
     assert leaf_for(date(2000, 1, 1)).relpath == "1900/1990/1999/1999-12/1999-12-26"
     assert leaf_for(date(2020, 3, 1)).relpath == "2000/2020/2020/2020-03/2020-03-01"
 
