@@ -99,3 +99,10 @@ def test_sizes():
     assert config.parse_size("1.5 GiB") == int(1.5 * 2**30)
     assert config.parse_size("100") == 100
     assert config.parse_size("lots") is None
+
+
+def test_the_example_config_in_contrib_loads(tmp_path):
+    from pathlib import Path
+    example = Path(__file__).resolve().parents[2] / "contrib" / "config.example.toml"
+    settings = config.load(write(tmp_path, example.read_text()))
+    assert [str(s) for s in settings.sources] == ["/home", "/etc"]
