@@ -30,6 +30,7 @@ USER_ERROR = 23
 EXCEPTION = 30
 GPG_FAILED = 31
 SOURCE_PATH_MISMATCH = 42
+NOT_ENOUGH_FREESPACE = 35
 BACKEND_NO_SPACE = 53
 BAD_ENCRYPT_KEY = 81
 UNREADABLE_FILE_WARNING = 10  # WARNING 10: "Error accessing possibly locked file"
@@ -113,6 +114,9 @@ def backup_argv(
         "--name", cache.name,
         "--tempdir", str(tempdir),
         "--log-file", str(log_file),
+        # the target is a local directory: a failed write is not a network blip, and
+        # duplicity's default of 5 attempts 30 s apart only delays the error
+        "--num-retries", "1",
         *encryption(settings),
         *settings.duplicity_options,
         *selection(settings, never),
@@ -180,6 +184,11 @@ def failure(returncode: int, records: Sequence[LogRecord], tail: Sequence[str],
             f"disk full: no space left for the backup in {settings.tree}",
             "free some space there and run the backup again; no earlier backup was touched",
             detail)
+    if code == NOT_ENOUGH_FREESPACE:
+        return CommandFailed(
+            f"disk full: not enough free space in {settings.tree} ({first.rstrip('.')})",
+            "free some space there, or pass a smaller \"--volsize\" (MB) in "
+            "duplicity_options", detail)
     if _BAD_PASSPHRASE.search(everything):
         where = (f"the passphrase in {settings.encryption.passphrase_file}"
                  if settings.encryption.mode == "passphrase" else "the gpg key")
