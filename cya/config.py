@@ -342,13 +342,20 @@ def toml_string(value: str) -> str:
 
 
 def read_passphrase(settings: Settings) -> str | None:
-    """Return the passphrase for duplicity, or None when no passphrase is used.
+    """Return what duplicity gets as ``PASSPHRASE``, or None when it needs none.
 
-    Raise ConfigError if the passphrase file is missing, empty, or readable by others.
+    In passphrase mode that is the symmetric passphrase. In gpg-key mode it is the
+    secret key's passphrase from ``passphrase_file`` if one is set, else empty (a key
+    without a passphrase, or one gpg-agent holds): duplicity must decrypt the base
+    chain's signatures whenever a new level starts. Raise ConfigError if the file is
+    missing, empty, or readable by others.
     """
-    if settings.encryption.mode != "passphrase":
-        return None
+    mode = settings.encryption.mode
     path = settings.encryption.passphrase_file
+    if mode == "none":
+        return None
+    if mode == "gpg-key" and path is None:
+        return ""
     assert path is not None  # validated
     check_private(path, "passphrase file")
     try:

@@ -48,8 +48,10 @@ def run(request: InitRequest) -> InitResult:
     if problems:
         raise UsageError("; ".join(problems), "nothing was written")
     mode = "none" if request.no_encryption else ("gpg-key" if request.gpg_key else "passphrase")
-    passphrase_file = None
+    passphrase_file = absolute(request.passphrase_file) if request.passphrase_file else None
     generated = False
+    if passphrase_file and mode == "gpg-key":
+        check_private(passphrase_file, "passphrase file")
     if mode == "passphrase":
         passphrase_file = absolute(request.passphrase_file or
                                     request.config_path.parent / "passphrase")
@@ -74,9 +76,11 @@ def run(request: InitRequest) -> InitResult:
 
 def _check(request: InitRequest) -> list[str]:
     problems = []
-    chosen = [bool(request.passphrase_file), bool(request.gpg_key), request.no_encryption]
-    if sum(chosen) > 1:
-        problems.append("give only one of --passphrase-file, --gpg-key, --no-encryption")
+    if request.no_encryption and (request.passphrase_file or request.gpg_key):
+        problems.append("--no-encryption does not go with --passphrase-file or --gpg-key")
+    if request.gpg_key and request.passphrase_file and not request.passphrase_file.exists():
+        problems.append(f"passphrase file {request.passphrase_file} (the gpg key's passphrase) "
+                        "does not exist")
     if request.config_path.exists() and not request.force:
         problems.append(f"config {request.config_path} already exists (use --force to replace it)")
     for source in request.sources:

@@ -47,3 +47,26 @@ def test_second_run_exits_75_at_once_and_no_passphrase_in_argv(tmp_path):
     assert len(ws.manifests("2000/2010/2012/2012-12/2012-12-02")) == 1
     # the lock is free again
     ws.backup("2012-12-05T12:00")
+
+
+def test_sigterm_reaches_duplicity_and_the_run_is_undone(tmp_path):
+    ws = Workspace(tmp_path)
+    ws.init()
+    for number in range(4):
+        (ws.source / f"random-{number}.bin").write_bytes(os.urandom(40 * 2**20))
+    run = subprocess.Popen([CYA, "--now", "2012-12-04T12:00", "backup"], env=ws.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not children(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writers = children(run.pid)
+    assert writers
+    time.sleep(0.5)
+    run.terminate()
+    _out, err = run.communicate(timeout=60)
+    assert run.returncode == 1, err
+    assert "interrupted by signal 15" in err and "Traceback" not in err
+    assert not any(Path(f"/proc/{pid}").exists() for pid in writers)
+    assert list((ws.tree / ".cya" / "staging").iterdir()) == []
+    assert not (ws.tree / ".cya" / "journal.json").exists()
+    assert ws.files_dirs() == []
