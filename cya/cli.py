@@ -5,6 +5,7 @@ This is the one place a CyaError becomes a message and an exit code.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from dateutil import tz
 from cya import __version__, config
 from cya.actions import backup as backup_action
 from cya.actions import init as init_action
+from cya.actions import trim as trim_action
 from cya.core.dates import parse_moment
 from cya.errors import EXIT_FAILED, CyaError, UsageError
 
@@ -128,7 +130,8 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
 def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool) -> None:
     """Make one backup, placed in the timescale tree."""
     settings = obj.settings()
-    result = backup_action.run(settings, obj.now, dry_run=dry_run)
+    result = backup_action.run(settings, obj.now, dry_run=dry_run,
+                               trim=settings.trim.auto and not no_trim)
     placement = result.placement
     if result.recovered:
         obj.say(result.recovered)
@@ -142,10 +145,40 @@ def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool) -> None
         obj.say(f"  {int(stats.get('SourceFiles', 0))} files, "
                 f"{_size(stats.get('SourceFileSize', 0))} read, "
                 f"{_size(stats.get('TotalDestinationSizeChange', 0))} stored")
+    if result.trim is not None and not result.trim.plan.empty:
+        _render_trim(obj, result.trim)
     for warning in result.warnings:
         click.echo(f"cya: warning: {warning}", err=True)
     if result.warnings:
         sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Print the plan and the bytes it frees; "
+                                               "delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.pass_obj
+def trim(obj: Context, dry_run: bool, as_json: bool) -> None:
+    """Keep the newest N child levels in every level; delete the rest."""
+    result = trim_action.run(obj.settings(), obj.now, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+        return
+    _render_trim(obj, result)
+    if obj.verbosity >= 1:
+        for decision in result.plan.keep:
+            obj.say(f"keep {decision.level}: {decision.reason}")
+
+
+def _render_trim(obj: Context, result: trim_action.TrimResult) -> None:
+    verb = "would delete" if result.dry_run else "deleted"
+    for decision in result.plan.delete:
+        obj.say(f"{verb} {decision.level}: {decision.reason}")
+    if result.plan.empty:
+        obj.say("nothing to trim")
+    else:
+        freed = "would free" if result.dry_run else "freed"
+        obj.say(f"{freed} {_size(result.bytes_freed)} ({len(result.plan.delete)} level(s))")
 
 
 def _size(count: float) -> str:

@@ -229,3 +229,45 @@ def publish(tree: Tree, placement: Placement, files: Path, seeded: list[str],
                 crash_point("before-base-manifest")
             link_if_missing(files / name, base_files / name)
         fsync_dir(base_files)
+
+
+def bytes_freed(tree: Tree, levels: list[Level]) -> int:
+    """Disk bytes that deleting these level directories gives back.
+
+    A file counts only when every one of its links lies inside them (by inode and
+    link count): a duplicity file still linked from a kept level frees nothing.
+    Directories count too, so the figure matches the drop in ``du``.
+    """
+    links_inside: dict[int, int] = {}
+    sizes: dict[int, tuple[int, int]] = {}
+    total = 0
+    for level in levels:
+        top = tree.level_dir(level)
+        for root, dirs, files in os.walk(top, followlinks=False):
+            total += os.lstat(root).st_blocks * 512
+            for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+                info = os.lstat(os.path.join(root, name))
+                links_inside[info.st_ino] = links_inside.get(info.st_ino, 0) + 1
+                sizes[info.st_ino] = (info.st_nlink, info.st_blocks * 512)
+    for inode, inside in links_inside.items():
+        nlink, size = sizes[inode]
+        if inside >= nlink:
+            total += size
+    return total
+
+
+def move_to_trash(tree: Tree, level: Level) -> None:
+    """Take a level out of the tree in one rename; ``empty_trash`` removes it later."""
+    source = tree.level_dir(level)
+    target = tree.trash / f"{level.relpath.replace('/', '_')}.{os.getpid()}.{os.urandom(4).hex()}"
+    os.rename(source, target)
+    fsync_dir(source.parent)
+    fsync_dir(tree.trash)
+
+
+def empty_trash(tree: Tree) -> int:
+    """Remove what earlier trims moved to the trash; return how many entries."""
+    entries = list(tree.trash.iterdir()) if tree.trash.is_dir() else []
+    for entry in entries:
+        remove_tree(entry)
+    return len(entries)

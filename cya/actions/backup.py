@@ -22,20 +22,21 @@ level it belongs to, or in none.
 
 from __future__ import annotations
 
-import time as wallclock
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from cya import duplicity, execute
-from cya.catalog import BackupRecord, Catalog
+from cya.actions.trim import TrimResult, trim_locked
+from cya.catalog import Catalog
 from cya.config import Settings, read_passphrase
-from cya.core.names import complete_backup_times, format_time, parse_time
+from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
 from cya.core.timescale import leaf_for
-from cya.errors import ConfigError, CyaError, TimeWentBackwards, TreeError
+from cya.errors import ConfigError, CyaError, TimeWentBackwards
 from cya.fsutil import crash_point, remove_tree
 from cya.lock import TreeLock
-from cya.tree import BackupJournal, Tree, capture, level_of, publish, run_dir, seed
+from cya.recovery import finish, recover, show_time, undo, wall_time
+from cya.tree import BackupJournal, Tree, capture, publish, run_dir, seed
 
 
 @dataclass
@@ -46,6 +47,7 @@ class BackupResult:
     statistics: dict = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # kept backup, but exit 1
+    trim: TrimResult | None = None
 
 
 def check(settings: Settings) -> str | None:
@@ -69,8 +71,13 @@ def check(settings: Settings) -> str | None:
     return passphrase
 
 
-def run(settings: Settings, now: datetime, dry_run: bool = False) -> BackupResult:
-    """Make one backup at ``now``. Raise CyaError subclasses on failure."""
+def run(settings: Settings, now: datetime, dry_run: bool = False,
+        trim: bool = True) -> BackupResult:
+    """Make one backup at ``now``, then trim (if ``trim``). Raise CyaError on failure.
+
+    A failed trim does not undo or hide the backup: it is kept and the trim's
+    error is returned among the warnings.
+    """
     passphrase = check(settings)
     tree = Tree(settings.tree)
     with TreeLock(tree.lock_path) as lock, Catalog(tree.catalog_path) as catalog:
@@ -82,8 +89,8 @@ def run(settings: Settings, now: datetime, dry_run: bool = False) -> BackupResul
             placement = plan_placement(time, leaf, view.chained(), view.newest())
         except BackupTimeNotAfterNewest as error:
             raise TimeWentBackwards(
-                f"backup time {_show(error.requested)} is not after the newest backup "
-                f"in the tree ({_show(error.newest)})",
+                f"backup time {show_time(error.requested)} is not after the newest backup "
+                f"in the tree ({show_time(error.newest)})",
                 "give a later --now, or leave it out to use the clock",
             ) from None
         result = BackupResult(placement, dry_run, recovered)
@@ -97,21 +104,30 @@ def run(settings: Settings, now: datetime, dry_run: bool = False) -> BackupResul
             new_levels=[level.relpath for level in placement.new_levels],
             staging=f"backup-{format_time(time)}",
             cache_name=cache.name,
-            started_at=_wall_time(),
+            started_at=wall_time(),
         )
         try:
             _make(tree, settings, placement, journal, cache, passphrase, lock.fd)
         except OSError as error:
             raise _os_error(error, tree) from None
-        _finish(tree, catalog, journal, placement)
+        finish(tree, catalog, journal, placement)
         duplicity.drop_caches(cache)
         result.statistics = journal.statistics or {}
         result.unreadable = journal.unreadable or []
+        if trim:
+            try:
+                result.trim = trim_locked(tree, settings, now, dry_run=False)
+            except CyaError as error:
+                result.warnings.append(f"backup {show_time(time)} is kept, but trimming "
+                                       f"failed: {error.one_line()}")
+            except OSError as error:
+                result.warnings.append(f"backup {show_time(time)} is kept, but trimming "
+                                       f"failed: {error}")
         if result.unreadable:
             shown = ", ".join(result.unreadable[:3])
             more = f" and {len(result.unreadable) - 3} more" if len(result.unreadable) > 3 else ""
             result.warnings.append(
-                f"backup {_show(time)} is kept, but {len(result.unreadable)} file(s) could not "
+                f"backup {show_time(time)} is kept, but {len(result.unreadable)} file(s) could not "
                 f"be read and are not in it: {shown}{more}; fix their permissions or exclude them")
         return result
 
@@ -139,14 +155,14 @@ def _make(tree: Tree, settings: Settings, placement: Placement, journal: BackupJ
                             pass_fds=[lock_fd] if lock_fd is not None else [])
     records = duplicity.parse_log(log_file.read_text(errors="replace")) if log_file.exists() else []
     if completed.returncode != 0:
-        _undo(tree, journal)
+        undo(tree, journal)
         if completed.signalled:
             raise CyaError(f"backup interrupted by signal {completed.signalled}",
                            "nothing was changed; run the backup again")
         raise duplicity.failure(completed.returncode, records, completed.tail, settings)
     new = capture(files, journal.seeded)
     if placement.time not in complete_backup_times(new):
-        _undo(tree, journal)
+        undo(tree, journal)
         raise CyaError("duplicity reported success but wrote no manifest for this backup",
                        "run with -v and report this", "\n".join(completed.tail))
     journal.new = new
@@ -158,72 +174,8 @@ def _make(tree: Tree, settings: Settings, placement: Placement, journal: BackupJ
     publish(tree, placement, files, journal.seeded, new, work / "build")
 
 
-def _finish(tree: Tree, catalog: Catalog, journal: BackupJournal, placement: Placement) -> None:
-    """Steps 9-10: catalog row, then staging and journal removed."""
-    stats = journal.statistics or {}
-
-    def count(key: str) -> int | None:
-        return int(stats[key]) if key in stats else None
-
-    catalog.record_backup(BackupRecord(
-        time=journal.time, leaf=journal.leaf, base=journal.base, full=placement.full,
-        new_levels=" ".join(journal.new_levels), started_at=journal.started_at,
-        finished_at=_wall_time(), source_files=count("SourceFiles"),
-        source_bytes=count("SourceFileSize"), new_bytes=count("TotalDestinationSizeChange"),
-        unreadable=len(journal.unreadable or []),
-    ))
-    crash_point("after-publish")
-    remove_tree(run_dir(tree, journal))
-    journal.clear(tree)
-
-
-def _undo(tree: Tree, journal: BackupJournal) -> None:
-    """Forget a run that did not capture a backup: nothing of it was published."""
-    remove_tree(run_dir(tree, journal))
-    journal.clear(tree)
-
-
-def recover(tree: Tree, catalog: Catalog, settings: Settings) -> str | None:
-    """Finish or undo a backup that a crash interrupted; say which, or None if there was none."""
-    journal = BackupJournal.load(tree)
-    for leftover in tree.staging.iterdir():
-        if journal is None or leftover.name != journal.staging:
-            remove_tree(leftover)
-    if journal is None:
-        return None
-    when = _show(parse_time(journal.time))
-    if journal.phase != "captured":
-        _undo(tree, journal)
-        # duplicity may have left a half-written manifest in the leaf's cache
-        duplicity.drop_caches(duplicity.Cache(duplicity.cache_root(catalog.tree_id),
-                                              journal.cache_name), keep=False)
-        return f"an interrupted backup at {when} was undone (it had not finished)"
-    placement = Placement(
-        time=parse_time(journal.time), leaf=level_of(journal.leaf),
-        base=level_of(journal.base),
-        new_levels=tuple(level_of(path) for path in journal.new_levels),
-    )
-    work = run_dir(tree, journal)
-    if not (work / "files").is_dir():
-        raise TreeError(f"the interrupted backup at {when} lost its staging files",
-                        f"move {tree.journal_path} away and run again")
-    publish(tree, placement, work / "files", journal.seeded or [], journal.new or [],
-            work / "build")
-    _finish(tree, catalog, journal, placement)
-    return f"an interrupted backup at {when} was completed"
-
-
 def _os_error(error: OSError, tree: Tree) -> CyaError:
     if error.errno == 28:
         return CyaError(f"disk full: no space left in {tree.root}",
                         "free some space and run the backup again; no earlier backup was touched")
     return CyaError(f"cannot write the tree: {error}", "check the tree's file system")
-
-
-def _show(moment: datetime) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-
-
-def _wall_time() -> str:
-    return wallclock.strftime("%Y-%m-%dT%H:%M:%S%z")
-

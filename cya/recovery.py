@@ -1,0 +1,92 @@
+"""Finishing or undoing a backup that a crash interrupted, from its journal.
+
+Every writer (``cya backup``, ``cya trim``) calls ``recover`` under the tree lock
+before it changes anything, so each run starts from a tree in which every backup
+is in all the levels it belongs to or in none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as wallclock
+from datetime import datetime
+
+from cya import duplicity
+from cya.catalog import BackupRecord, Catalog
+from cya.config import Settings
+from cya.core.names import parse_time
+from cya.core.placement import Placement
+from cya.errors import TreeError
+from cya.fsutil import crash_point, remove_tree
+from cya.tree import BackupJournal, Tree, empty_trash, level_of, publish, run_dir
+
+log = logging.getLogger("cya")
+
+
+def finish(tree: Tree, catalog: Catalog, journal: BackupJournal, placement: Placement) -> None:
+    """Steps 9-10: catalog row, then staging and journal removed."""
+    stats = journal.statistics or {}
+
+    def count(key: str) -> int | None:
+        return int(stats[key]) if key in stats else None
+
+    catalog.record_backup(BackupRecord(
+        time=journal.time, leaf=journal.leaf, base=journal.base, full=placement.full,
+        new_levels=" ".join(journal.new_levels), started_at=journal.started_at,
+        finished_at=wall_time(), source_files=count("SourceFiles"),
+        source_bytes=count("SourceFileSize"), new_bytes=count("TotalDestinationSizeChange"),
+        unreadable=len(journal.unreadable or []),
+    ))
+    crash_point("after-publish")
+    remove_tree(run_dir(tree, journal))
+    journal.clear(tree)
+
+
+def undo(tree: Tree, journal: BackupJournal) -> None:
+    """Forget a run that did not capture a backup: nothing of it was published."""
+    remove_tree(run_dir(tree, journal))
+    journal.clear(tree)
+
+
+def recover(tree: Tree, catalog: Catalog, settings: Settings) -> str | None:
+    """Finish what a crash interrupted: empty the trash of a trim, then finish or undo a
+    backup. Return what was done about a backup, or None if there was none."""
+    removed = empty_trash(tree)
+    if removed:
+        log.info("finished removing %d level(s) an interrupted trim had taken out", removed)
+    journal = BackupJournal.load(tree)
+    for leftover in tree.staging.iterdir():
+        if journal is None or leftover.name != journal.staging:
+            remove_tree(leftover)
+    if journal is None:
+        return None
+    when = show_time(parse_time(journal.time))
+    if journal.phase != "captured":
+        undo(tree, journal)
+        # duplicity may have left a half-written manifest in the leaf's cache
+        duplicity.drop_caches(duplicity.Cache(duplicity.cache_root(catalog.tree_id),
+                                              journal.cache_name), keep=False)
+        return f"an interrupted backup at {when} was undone (it had not finished)"
+    placement = Placement(
+        time=parse_time(journal.time), leaf=level_of(journal.leaf),
+        base=level_of(journal.base),
+        new_levels=tuple(level_of(path) for path in journal.new_levels),
+    )
+    work = run_dir(tree, journal)
+    if not (work / "files").is_dir():
+        raise TreeError(f"the interrupted backup at {when} lost its staging files",
+                        f"move {tree.journal_path} away and run again")
+    publish(tree, placement, work / "files", journal.seeded or [], journal.new or [],
+            work / "build")
+    finish(tree, catalog, journal, placement)
+    return f"an interrupted backup at {when} was completed"
+
+
+def show_time(moment: datetime) -> str:
+    """A backup time as users read it: local time, to the second."""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def wall_time() -> str:
+    """The real time now, for the record of when a run started or finished."""
+    return wallclock.strftime("%Y-%m-%dT%H:%M:%S%z")
