@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,14 @@ MIGRATIONS = (
         unreadable INTEGER NOT NULL DEFAULT 0
     );
     """,
+    """
+    ALTER TABLE backups ADD COLUMN parent TEXT;  -- the backup this one diffed against
+    CREATE TABLE file_index (
+        backup TEXT PRIMARY KEY,        -- duplicity time stamp
+        parent TEXT,                    -- NULL for a full
+        delta BLOB NOT NULL             -- zlib of core.fileindex.encode: paths A/M/D
+    );
+    """,
 )
 
 
@@ -50,6 +59,7 @@ class BackupRecord:
     source_bytes: int | None
     new_bytes: int | None
     unreadable: int
+    parent: str | None = None
 
 
 class Catalog:
@@ -97,15 +107,33 @@ class Catalog:
     def tree_id(self) -> str:
         return self.db.execute("SELECT value FROM meta WHERE key = 'tree_id'").fetchone()[0]
 
-    def record_backup(self, record: BackupRecord) -> None:
+    def record_backup(self, record: BackupRecord, index: bytes | None = None) -> None:
+        """Record a finished backup and (if given) its file index delta, in one transaction."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO backups VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO backups VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.time, record.leaf, record.base, int(record.full), record.new_levels,
                  record.started_at, record.finished_at, record.source_files,
-                 record.source_bytes, record.new_bytes, record.unreadable),
+                 record.source_bytes, record.new_bytes, record.unreadable, record.parent),
             )
+            if index is not None:
+                db.execute("INSERT OR REPLACE INTO file_index VALUES (?,?,?)",
+                           (record.time, record.parent, zlib.compress(index, 6)))
 
     def backups(self) -> list[BackupRecord]:
         rows = self.db.execute("SELECT * FROM backups ORDER BY time").fetchall()
         return [BackupRecord(r[0], r[1], r[2], bool(r[3]), *r[4:]) for r in rows]
+
+    def index_chain(self, time: str) -> list[bytes] | None:
+        """The file index deltas from the full up to backup ``time``, oldest first, or
+        None if any backup on that chain has no index (made before indexes existed)."""
+        chain: list[bytes] = []
+        current: str | None = time
+        while current is not None:
+            row = self.db.execute("SELECT parent, delta FROM file_index WHERE backup = ?",
+                                  (current,)).fetchone()
+            if row is None:
+                return None
+            chain.append(zlib.decompress(row[1]))
+            current = row[0]
+        return chain[::-1]

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import click
@@ -17,9 +17,14 @@ from dateutil import tz
 
 from cya import __version__, config
 from cya.actions import backup as backup_action
+from cya.actions import find as find_action
 from cya.actions import init as init_action
+from cya.actions import ls as ls_action
+from cya.actions import restore as restore_action
+from cya.actions import status as status_action
 from cya.actions import trim as trim_action
-from cya.core.dates import parse_moment
+from cya.core.dates import parse_duration, parse_moment
+from cya.core.fileindex import shown
 from cya.errors import EXIT_FAILED, CyaError, UsageError
 
 log = logging.getLogger("cya")
@@ -30,6 +35,7 @@ class Context:
     config_file: str | None
     now: datetime  # the clock: --now, or the system clock read once here
     verbosity: int  # -1 quiet, 0 normal, 1 -v, 2 -vv
+    local: tzinfo  # the local time zone: dates without an offset are local
 
     def settings(self) -> config.Settings:
         return config.load(config.find_config(self.config_file))
@@ -79,7 +85,7 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
         except ValueError:
             raise UsageError(f"--now {now!r} is not a date or time",
                              "use e.g. --now 2012-12-04 or --now 2012-12-04T12:00") from None
-    ctx.obj = Context(config_file, clock, verbosity)
+    ctx.obj = Context(config_file, clock, verbosity, local)
 
 
 @main.command()
@@ -179,6 +185,150 @@ def _render_trim(obj: Context, result: trim_action.TrimResult) -> None:
     else:
         freed = "would free" if result.dry_run else "freed"
         obj.say(f"{freed} {_size(result.bytes_freed)} ({len(result.plan.delete)} level(s))")
+
+
+@main.command()
+@click.option("--date", "date_text", required=True, metavar="D",
+              help="Restore the newest backup at or before D: 2013-03-01 (end of that day), "
+                   "2013-03-01T18:30, 3D, 2W, 1M, 1Y or now.")
+@click.option("--target", required=True, metavar="DIR", type=click.Path(path_type=Path),
+              help="Where to restore (must be empty unless --force).")
+@click.option("--path", metavar="P", help="Restore only this file or directory (its path "
+                                          "in the backup); it lands as DIR/<its name>.")
+@click.option("--from-archive", is_flag=True, help="Fetch from the archive (not built yet).")
+@click.option("--tier", type=click.Choice(["bulk", "standard"]), default="bulk",
+              show_default=True, help="Archive retrieval tier.")
+@click.option("--wait", is_flag=True, help="Wait for an archive thaw to finish.")
+@click.option("--dry-run", is_flag=True, help="Say which backup and level, and what it reads.")
+@click.option("--force", is_flag=True, help="Replace a non-empty target.")
+@click.pass_obj
+def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry_run,
+            force) -> None:
+    """Restore the tree's newest backup at or before a date."""
+    if from_archive:
+        raise UsageError("--from-archive needs the archive, which this version does not have",
+                         "restore from the local tree without it")
+    settings = obj.settings()
+    plan = restore_action.plan(settings, obj.now, obj.local, date_text,
+                               config.absolute(target), path, force)
+    backup = plan.backup
+    what = f"/{plan.path}" if plan.path else "everything"
+    head = "would restore" if dry_run else "restoring"
+    obj.say(f"{head} {what} as of {restore_action.show_time(backup.time)} from {backup.level} "
+            f"(chain of {backup.chain_length}, {backup.volumes} volume(s), "
+            f"{_size(plan.bytes_to_read)} to read) into {plan.target}")
+    obj.say(plan.explain())
+    if dry_run:
+        return
+    restore_action.run(settings, plan)
+    obj.say(f"restored into {plan.target}")
+
+
+@main.command("ls")
+@click.option("--date", "date_text", metavar="D", help="List the files as of D.")
+@click.argument("path", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> None:
+    """The timescale tree; with --date, the files a backup holds."""
+    settings = obj.settings()
+    if date_text is None:
+        if path:
+            raise UsageError("a PATH needs --date", "e.g. cya ls --date 2013-03-01 /home/me")
+        listing = ls_action.tree_listing(settings)
+        if as_json:
+            click.echo(json.dumps(listing.as_json(), indent=2))
+            return
+        _render_tree(obj, listing)
+        return
+    files = ls_action.file_listing(settings, obj.now, obj.local, date_text, path)
+    if as_json:
+        click.echo(json.dumps(files.as_json(), indent=2))
+        return
+    obj.say(f"backup {restore_action.show_time(files.backup.time)} from {files.backup.level}")
+    for entry in files.files:
+        size = "" if entry.size is None else _size(entry.size)
+        mtime = (datetime.fromtimestamp(entry.mtime, obj.local).strftime("%Y-%m-%d %H:%M")
+                 if entry.mtime is not None else "")
+        suffix = "/" if entry.type == "dir" and entry.path != "." else ""
+        click.echo(f"{size:>9}  {mtime:16}  {shown(entry.path)}{suffix}")
+
+
+def _render_tree(obj: Context, listing: ls_action.TreeListing) -> None:
+    click.echo(f"{listing.tree}: {len(listing.levels)} levels, {listing.restorable} "
+               f"restorable backups, {_size(listing.total_bytes)}")
+    for level in listing.levels:
+        depth = len(level.level.names) - 1
+        times = [t for t, _ in level.backups]
+        span = (f"{_day(times[0], obj)} .. {_day(times[-1], obj)}" if len(times) > 1
+                else _day(times[0], obj) if times else "no complete backup")
+        label = "  " * depth + ("└─ " if depth else "") + level.level.name
+        click.echo(f"{label:<28} {level.level.kind:<7} chain {len(times):>2}  {span:<36} "
+                   f"unique {_size(level.unique_bytes)}")
+        if obj.verbosity >= 1:
+            for when, full in level.backups:
+                click.echo(" " * 30 + restore_action.show_time(when) + (" (full)" if full else ""))
+
+
+def _day(moment: datetime, obj: Context) -> str:
+    return moment.astimezone(obj.local).strftime("%Y-%m-%d %H:%M")
+
+
+@main.command()
+@click.argument("pattern")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def find(obj: Context, pattern: str, as_json: bool) -> None:
+    """Which backups hold paths matching a glob (name, or path with **)."""
+    found = find_action.run(obj.settings(), pattern)
+    if as_json:
+        click.echo(json.dumps([f.as_json() for f in found], indent=2))
+        return
+    if not found:
+        obj.say(f"no backup holds a path matching {pattern!r}")
+        return
+    for item in found:
+        click.echo(f"{restore_action.show_time(item.backup.time)}  ({item.backup.level})")
+        for entry in item.matches:
+            size = "" if entry.size is None else _size(entry.size)
+            click.echo(f"  {size:>9}  {shown(entry.path)}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--max-age", metavar="DURATION",
+              help="Exit 1 when the last backup is older (e.g. 36h, 2D).")
+@click.pass_obj
+def status(obj: Context, as_json: bool, max_age: str | None) -> None:
+    """Last backup and its age, chain lengths, size, lock."""
+    limit = None
+    if max_age is not None:
+        limit = parse_duration(max_age)
+        if limit is None:
+            raise UsageError(f"--max-age {max_age!r} is not a duration",
+                             "use e.g. 36h, 2D or 1W")
+    state = status_action.run(obj.settings(), obj.now)
+    too_old = limit is not None and (state.age is None or state.age > limit)
+    if as_json:
+        click.echo(json.dumps({**state.as_json(), "too_old": too_old}, indent=2))
+    else:
+        if state.last_backup is None:
+            obj.say(f"{state.tree}: no backup yet")
+        else:
+            hours = state.age.total_seconds() / 3600
+            obj.say(f"last backup: {restore_action.show_time(state.last_backup)} "
+                    f"({hours:.1f} hours ago)")
+            obj.say(f"current leaf: {state.current_leaf}")
+        obj.say(f"levels: {state.levels}, restorable backups: {state.restorable}, "
+                f"longest chain: {state.longest_chain}, size: {_size(state.total_bytes)}")
+        obj.say(f"lock: {'held by ' + state.lock if state.lock else 'free'}")
+        if state.interrupted:
+            obj.say("an interrupted backup will be finished or undone by the next run")
+    if too_old:
+        age = "no backup at all" if state.age is None else \
+            f"the last backup is {state.age.total_seconds() / 3600:.1f} hours old"
+        click.echo(f"cya: error: {age}, more than --max-age {max_age}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 def _size(count: float) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 import platformdirs
 
 from cya.config import Settings
+from cya.core.names import parse_time
 from cya.errors import CommandFailed
 from cya.fsutil import remove_tree
 
@@ -30,6 +31,7 @@ USER_ERROR = 23
 EXCEPTION = 30
 GPG_FAILED = 31
 SOURCE_PATH_MISMATCH = 42
+RESTORE_PATH_NOT_FOUND = 19
 NOT_ENOUGH_FREESPACE = 35
 BACKEND_NO_SPACE = 53
 BAD_ENCRYPT_KEY = 81
@@ -114,6 +116,7 @@ def backup_argv(
         "--name", cache.name,
         "--tempdir", str(tempdir),
         "--log-file", str(log_file),
+        "--verbosity", "info",  # logs each added, changed and deleted path: the file index
         # the target is a local directory: a failed write is not a network blip, and
         # duplicity's default of 5 attempts 30 s apart only delays the error
         "--num-retries", "1",
@@ -159,6 +162,21 @@ def statistics(records: Sequence[LogRecord]) -> dict[str, float]:
                     except ValueError:
                         pass
     return stats
+
+
+FILE_CHANGES = {4: "A", 5: "M", 6: "D"}  # InfoCode diff_file_new / _changed / _deleted
+
+
+def file_changes(records: Sequence[LogRecord]) -> list[tuple[str, str]]:
+    """(change, path) for every path a backup added, changed or deleted (logged at -v info)."""
+    changes = []
+    for record in records:
+        change = FILE_CHANGES.get(record.code) if record.level == "INFO" else None
+        if change and record.text:
+            mark, _, path = record.text[0].partition(" ")
+            if mark == change and path:
+                changes.append((change, path))
+    return changes
 
 
 def unreadable_files(records: Sequence[LogRecord]) -> list[str]:
@@ -236,3 +254,55 @@ def drop_caches(cache: Cache, keep: bool = True) -> None:
     for entry in cache.archive_dir.iterdir():
         if entry.name != cache.name or not keep:
             remove_tree(entry)
+
+
+def restore_argv(*, settings: Settings, source: Path, time: datetime, target: Path,
+                 archive_dir: Path, tempdir: Path, log_file: Path,
+                 path: str | None) -> list[str]:
+    return [
+        binary(), "restore",
+        "--time", str(int(time.timestamp())),
+        "--archive-dir", str(archive_dir), "--name", "restore",
+        "--tempdir", str(tempdir),
+        "--log-file", str(log_file),
+        "--num-retries", "1",
+        *encryption(settings),
+        *(["--path-to-restore", path] if path else []),
+        f"file://{source}", str(target),
+    ]
+
+
+def list_argv(*, settings: Settings, source: Path, time: datetime, archive_dir: Path,
+              tempdir: Path, log_file: Path) -> list[str]:
+    return [
+        binary(), "list-current-files",
+        "--time", str(int(time.timestamp())),
+        "--archive-dir", str(archive_dir), "--name", "list",
+        "--tempdir", str(tempdir),
+        "--log-file", str(log_file),
+        "--num-retries", "1",
+        *encryption(settings),
+        f"file://{source}",
+    ]
+
+
+LISTED_FILE = 10  # InfoCode.file_list: "INFO 10 <mtime> '<path>' <type>"
+_LISTED_TYPES = {"reg": "file", "dir": "dir", "sym": "symlink"}
+
+
+def listed_files(records: Sequence[LogRecord]) -> list[tuple[str, str, datetime | None]]:
+    """(path relative to ``/``, type, mtime) of each file ``list-current-files`` logged."""
+    files = []
+    for record in records:
+        if record.level == "INFO" and record.code == LISTED_FILE and record.text:
+            line = record.text[0]
+            # the text is "Mon Dec  4 12:00:00 2012 path": 24 characters of date, a space
+            path = line[25:] if len(line) > 25 else line
+            stamp, _, rest = record.extra.partition(" ")
+            kind = _LISTED_TYPES.get(rest.rsplit(" ", 1)[-1], "other")
+            try:
+                mtime = parse_time(stamp)
+            except ValueError:
+                mtime = None
+            files.append((path, kind, mtime))
+    return files

@@ -18,14 +18,18 @@ from cya.errors import Busy
 
 
 class TreeLock:
-    def __init__(self, path: Path):
+    """Exclusive for writers (backup, trim); ``shared`` for restores, which only read
+    but must not see a level trimmed away under them."""
+
+    def __init__(self, path: Path, shared: bool = False):
         self.path = path
+        self.shared = shared
         self.fd: int | None = None
 
     def __enter__(self) -> TreeLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
@@ -33,15 +37,19 @@ class TreeLock:
                 f"another cya run{holder} holds the lock on {self.path.parent.parent}",
                 "try again later",
             ) from None
+        self.fd = fd
+        if self.shared:
+            return self  # the file names the writer; readers leave it alone
         os.ftruncate(fd, 0)
         # The wall clock, not --now: this says when the holding process really started.
         since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         os.pwrite(fd, f"{os.getpid()} {since}\n".encode(), 0)
-        self.fd = fd
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
+            if not self.shared:
+                os.ftruncate(self.fd, 0)  # no stale pid for the next reader of the file
             os.close(self.fd)  # closing the last descriptor releases the flock
             self.fd = None
 

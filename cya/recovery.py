@@ -18,7 +18,7 @@ from cya.core.names import parse_time
 from cya.core.placement import Placement
 from cya.errors import TreeError
 from cya.fsutil import crash_point, remove_tree
-from cya.tree import BackupJournal, Tree, empty_trash, level_of, publish, run_dir
+from cya.tree import INDEX, BackupJournal, Tree, empty_trash, level_of, publish, run_dir
 
 log = logging.getLogger("cya")
 
@@ -35,11 +35,18 @@ def finish(tree: Tree, catalog: Catalog, journal: BackupJournal, placement: Plac
         new_levels=" ".join(journal.new_levels), started_at=journal.started_at,
         finished_at=wall_time(), source_files=count("SourceFiles"),
         source_bytes=count("SourceFileSize"), new_bytes=count("TotalDestinationSizeChange"),
-        unreadable=len(journal.unreadable or []),
-    ))
+        unreadable=len(journal.unreadable or []), parent=journal.parent,
+    ), index=_read_index(run_dir(tree, journal)))
     crash_point("after-publish")
     remove_tree(run_dir(tree, journal))
     journal.clear(tree)
+
+
+def _read_index(work) -> bytes | None:
+    try:
+        return (work / INDEX).read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def undo(tree: Tree, journal: BackupJournal) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from cya.core.names import manifest_last, parse_name
 from cya.core.placement import Placement
 from cya.core.timescale import Level, WeekStart, parse_level
-from cya.core.treeview import TreeView
+from cya.core.treeview import FileInfo, TreeView
 from cya.errors import TreeError
 from cya.fsutil import (
     atomic_write,
@@ -46,6 +46,7 @@ from cya.fsutil import (
 
 STATE = ".cya"
 FILES = "files"
+INDEX = "index"  # in a backup's staging run: its file index delta
 
 
 class Tree:
@@ -95,8 +96,9 @@ class Tree:
                             "run: cya init --source DIR --tree DIR (or fix tree in the config)")
 
     def scan(self, week_start: WeekStart | None = None) -> TreeView:
-        """List every level and the duplicity files in its ``files/``, from names alone."""
+        """List every level and the duplicity files in its ``files/`` (names and lstat only)."""
         found: dict[Level, frozenset[str]] = {}
+        info: dict[Level, dict[str, FileInfo]] = {}
 
         def walk(directory: Path, names: tuple[str, ...]) -> None:
             with os.scandir(directory) as entries:
@@ -105,15 +107,21 @@ class Tree:
                         continue
                     if entry.name == FILES and names:
                         level = Level(names)
-                        found[level] = frozenset(
-                            n for n in os.listdir(entry.path) if parse_name(n))
+                        info[level] = {}
+                        with os.scandir(entry.path) as files:
+                            for item in files:
+                                if parse_name(item.name) and item.is_file(follow_symlinks=False):
+                                    stat = item.stat(follow_symlinks=False)
+                                    info[level][item.name] = FileInfo(
+                                        stat.st_size, stat.st_ino, stat.st_nlink)
+                        found[level] = frozenset(info[level])
                         continue
                     child = names + (entry.name,)
                     if parse_level(child, week_start) is not None:
                         walk(Path(entry.path), child)
 
         walk(self.root, ())
-        return TreeView(found)
+        return TreeView(found, info)
 
     def duplicity_files(self, level: Level) -> list[str]:
         directory = self.files_dir(level)
@@ -140,6 +148,7 @@ class BackupJournal:
     started_at: str
     phase: str = "started"
     seeded: list[str] | None = None
+    parent: str | None = None  # the backup duplicity diffed against
     new: list[str] | None = None
     statistics: dict | None = None
     unreadable: list[str] | None = None

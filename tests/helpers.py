@@ -97,7 +97,8 @@ def snapshot(root: Path) -> dict[str, tuple]:
             result[rel] = ("dir", stat.S_IMODE(info.st_mode))
         else:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            result[rel] = ("file", stat.S_IMODE(info.st_mode), digest, int(info.st_mtime))
+            result[rel] = ("file", stat.S_IMODE(info.st_mode), digest, int(info.st_mtime),
+                           info.st_size)
     return result
 
 

@@ -22,6 +22,8 @@ level it belongs to, or in none.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,14 +31,15 @@ from cya import duplicity, execute
 from cya.actions.trim import TrimResult, trim_locked
 from cya.catalog import Catalog
 from cya.config import Settings, read_passphrase
+from cya.core import fileindex
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
 from cya.core.timescale import leaf_for
 from cya.errors import ConfigError, CyaError, TimeWentBackwards
-from cya.fsutil import crash_point, remove_tree
+from cya.fsutil import atomic_write, crash_point, remove_tree
 from cya.lock import TreeLock
 from cya.recovery import finish, recover, show_time, undo, wall_time
-from cya.tree import BackupJournal, Tree, capture, publish, run_dir, seed
+from cya.tree import INDEX, BackupJournal, Tree, capture, publish, run_dir, seed
 
 
 @dataclass
@@ -161,6 +164,10 @@ def _make(tree: Tree, settings: Settings, placement: Placement, journal: BackupJ
                            "nothing was changed; run the backup again")
         raise duplicity.failure(completed.returncode, records, completed.tail, settings)
     new = capture(files, journal.seeded)
+    index = work / INDEX
+    atomic_write(index, fileindex.encode(_describe(duplicity.file_changes(records))))
+    seeded_times = complete_backup_times(journal.seeded)
+    journal.parent = format_time(seeded_times[-1]) if seeded_times else None
     if placement.time not in complete_backup_times(new):
         undo(tree, journal)
         raise CyaError("duplicity reported success but wrote no manifest for this backup",
@@ -172,6 +179,26 @@ def _make(tree: Tree, settings: Settings, placement: Placement, journal: BackupJ
     journal.save(tree)
     crash_point("after-capture")
     publish(tree, placement, files, journal.seeded, new, work / "build")
+
+
+def _describe(changes: list[tuple[str, str]]) -> list[fileindex.Change]:
+    """Each changed path with its type, size and mtime, read from the source just after
+    duplicity read it (a file that vanished since is marked "gone")."""
+    described = []
+    for change, path in changes:
+        if change == "D":
+            described.append(fileindex.Change(change, fileindex.Entry(path, "gone", None, None)))
+            continue
+        try:
+            info = os.lstat(os.path.join("/", path))
+        except OSError:
+            described.append(fileindex.Change(change, fileindex.Entry(path, "gone", None, None)))
+            continue
+        kind = ("dir" if stat.S_ISDIR(info.st_mode) else "symlink" if stat.S_ISLNK(info.st_mode)
+                else "file" if stat.S_ISREG(info.st_mode) else "other")
+        described.append(fileindex.Change(change, fileindex.Entry(
+            path, kind, info.st_size if kind == "file" else None, int(info.st_mtime))))
+    return described
 
 
 def _os_error(error: OSError, tree: Tree) -> CyaError:

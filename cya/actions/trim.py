@@ -56,7 +56,7 @@ def run(settings: Settings, now: datetime, dry_run: bool = False) -> TrimResult:
 
 def plan(view: TreeView, settings: Settings, now: datetime) -> TrimPlan:
     """The trim plan for this tree now: what is protected, and what the keep counts say."""
-    current = [leaf for leaf in (newest_leaf(view), leaf_for(now.date(), settings.week_start))
+    current = [leaf for leaf in (view.newest_leaf(), leaf_for(now.date(), settings.week_start))
                if leaf is not None and leaf in view.files]
     awaiting = finished_years(view) if settings.archive.enabled else []
     return plan_trim(view.levels(), view.chained(), settings.trim.keep_for, current, awaiting)
@@ -76,18 +76,10 @@ def trim_locked(tree: Tree, settings: Settings, now: datetime, dry_run: bool) ->
     return TrimResult(the_plan, freed, dry_run)
 
 
-def newest_leaf(view: TreeView) -> Level | None:
-    """The leaf holding the newest backup: where the next plain-day backup goes."""
-    newest = view.newest()
-    leaves = [level for level in view.levels() if level.is_leaf
-              and any(s.time == newest for s in view.backups(level))]
-    return max(leaves, default=None)
-
-
 def finished_years(view: TreeView) -> list[Level]:
     """Year levels before the newest backup's year (DESIGN.md 4: a year is finished
     once the tree holds a backup in a later year). None is archived yet."""
-    leaf = newest_leaf(view)
+    leaf = view.newest_leaf()
     if leaf is None:
         return []
     return [level for level in view.levels() if level.kind == "year" and level.name < leaf.names[2]]

@@ -1,13 +1,14 @@
 """A snapshot of the tree as data: which duplicity files each level's ``files/`` holds.
 
-Built by ``tree.Tree.scan`` from directory listings alone (no duplicity
-process); everything here answers questions about it without touching disk.
+Built by ``tree.Tree.scan`` from directory listings and ``lstat`` alone (no
+duplicity process); everything here answers questions about it without touching
+disk.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cya.core.names import BackupSet, backup_sets
@@ -15,8 +16,16 @@ from cya.core.timescale import Level
 
 
 @dataclass(frozen=True)
+class FileInfo:
+    size: int  # bytes (st_size)
+    inode: int
+    links: int
+
+
+@dataclass(frozen=True)
 class TreeView:
     files: Mapping[Level, frozenset[str]]  # level -> duplicity file names in its files/
+    info: Mapping[Level, Mapping[str, FileInfo]] = field(default_factory=dict)
 
     def backups(self, level: Level) -> list[BackupSet]:
         """The complete backups in one level's chain, oldest first."""
@@ -31,5 +40,28 @@ class TreeView:
         times = [s.time for level in self.files for s in self.backups(level)]
         return max(times, default=None)
 
+    def newest_leaf(self) -> Level | None:
+        """The leaf holding the newest backup: where the next plain-day backup goes."""
+        newest = self.newest()
+        leaves = [level for level in self.files if level.is_leaf
+                  and any(s.time == newest for s in self.backups(level))]
+        return max(leaves, default=None)
+
     def levels(self) -> list[Level]:
         return sorted(self.files)
+
+    def size(self, level: Level, names: tuple[str, ...] | frozenset[str]) -> int:
+        sizes = self.info.get(level, {})
+        return sum(sizes[name].size for name in names if name in sizes)
+
+    def unique_bytes(self, level: Level) -> int:
+        """Bytes only this level holds: files with no link in any other level."""
+        return sum(i.size for i in self.info.get(level, {}).values() if i.links == 1)
+
+    def total_bytes(self) -> int:
+        """Bytes of every duplicity file in the tree, each inode once."""
+        seen: dict[int, int] = {}
+        for infos in self.info.values():
+            for item in infos.values():
+                seen[item.inode] = item.size
+        return sum(seen.values())

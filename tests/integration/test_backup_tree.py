@@ -33,13 +33,13 @@ EXPECTED_CHAINS = {
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    """Run the nine backups once; record the source as it was at each."""
+    """Run the nine backups once (untrimmed); record the source as it was at each."""
     ws = Workspace(tmp_path_factory.mktemp("scenario"))
     ws.init()
     states = {}
     for number, day in enumerate(DAYS):
         change_source(ws.source, number)
-        ws.backup(f"{day}T12:00:00")
+        ws.backup(f"{day}T12:00:00", "--no-trim")
         states[day] = snapshot(ws.source)
     return ws, states
 

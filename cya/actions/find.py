@@ -1,0 +1,42 @@
+"""``cya find PATTERN``: which restorable backups hold paths matching a glob.
+
+Each backup's matches come from its chain's index deltas, filtered first (a match
+depends on the path alone), so no backup is decrypted and no full file list built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cya.browse import files_of
+from cya.catalog import Catalog
+from cya.config import Settings
+from cya.core import fileindex
+from cya.core.chains import Restorable, restorable
+from cya.core.names import format_time
+from cya.tree import Tree
+
+
+@dataclass(frozen=True)
+class Found:
+    backup: Restorable
+    matches: tuple[fileindex.Entry, ...]
+
+    def as_json(self) -> dict:
+        return {"backup": format_time(self.backup.time), "level": str(self.backup.level),
+                "matches": [{"path": fileindex.shown(e.path), "type": e.type, "size": e.size,
+                             "mtime": e.mtime} for e in self.matches]}
+
+
+def run(settings: Settings, pattern: str) -> list[Found]:
+    tree = Tree(settings.tree)
+    tree.require()
+    view = tree.scan()
+    keep = fileindex.matcher(pattern)
+    found = []
+    with Catalog(tree.catalog_path) as catalog:
+        for backup in restorable(view):
+            files, _ = files_of(tree, catalog, settings, backup, keep)
+            if files:
+                found.append(Found(backup, tuple(files[p] for p in sorted(files))))
+    return found

@@ -1,0 +1,100 @@
+"""``cya ls``: the timescale tree, or (``--date``) the files a backup holds.
+
+Neither form starts duplicity for backups that have a file index: the tree view
+comes from file names and ``lstat``, file lists from the catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+from cya.actions.restore import parse_date
+from cya.browse import files_of
+from cya.catalog import Catalog
+from cya.config import Settings
+from cya.core import fileindex
+from cya.core.chains import Restorable, choose, restorable
+from cya.core.names import format_time
+from cya.core.timescale import Level
+from cya.errors import CyaError
+from cya.recovery import show_time
+from cya.tree import Tree
+
+
+@dataclass(frozen=True)
+class LevelListing:
+    level: Level
+    backups: tuple[tuple[datetime, bool], ...]  # (time, full) in chain order
+    unique_bytes: int
+
+    def as_json(self) -> dict:
+        return {
+            "level": str(self.level),
+            "kind": self.level.kind,
+            "chain_length": len(self.backups),
+            "backups": [{"time": format_time(t), "full": full} for t, full in self.backups],
+            "unique_bytes": self.unique_bytes,
+            "archive": None,  # archiving is not built yet: nothing is archived
+        }
+
+
+@dataclass(frozen=True)
+class TreeListing:
+    tree: str
+    levels: tuple[LevelListing, ...]
+    restorable: int
+    total_bytes: int
+
+    def as_json(self) -> dict:
+        return {"tree": self.tree, "restorable_backups": self.restorable,
+                "total_bytes": self.total_bytes,
+                "levels": [level.as_json() for level in self.levels]}
+
+
+def tree_listing(settings: Settings) -> TreeListing:
+    tree = Tree(settings.tree)
+    tree.require()
+    view = tree.scan()
+    levels = tuple(
+        LevelListing(level, tuple((s.time, s.full) for s in view.backups(level)),
+                     view.unique_bytes(level))
+        for level in view.levels())
+    return TreeListing(str(tree.root), levels, len(restorable(view)), view.total_bytes())
+
+
+@dataclass(frozen=True)
+class FileListing:
+    asked: datetime
+    backup: Restorable
+    files: tuple[fileindex.Entry, ...]
+    from_index: bool
+
+    def as_json(self) -> dict:
+        return {
+            "asked": self.asked.isoformat(),
+            "backup": format_time(self.backup.time),
+            "level": str(self.backup.level),
+            "sizes_known": self.from_index,
+            "files": [{"path": fileindex.shown(e.path),
+                       "type": e.type, "size": e.size, "mtime": e.mtime} for e in self.files],
+        }
+
+
+def file_listing(settings: Settings, now: datetime, local: tzinfo, date_text: str,
+                 path: str | None) -> FileListing:
+    asked = parse_date(date_text, now, local)
+    tree = Tree(settings.tree)
+    tree.require()
+    view = tree.scan()
+    backup = choose(view, asked)
+    if backup is None:
+        raise CyaError(f"no backup at or before {show_time(asked)}",
+                       "see what there is with: cya ls")
+    with Catalog(tree.catalog_path) as catalog:
+        files, from_index = files_of(tree, catalog, settings, backup,
+                                     fileindex.under(path or ""))
+    if path and not files:
+        raise CyaError(f"{path} is not in the backup of {show_time(backup.time)}",
+                       "list the whole backup with: cya ls --date D")
+    return FileListing(asked, backup, tuple(files[p] for p in sorted(files)), from_index)
