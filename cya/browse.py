@@ -44,9 +44,9 @@ def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):
     passphrase = read_passphrase(settings)
     with private_tempdir() as work:
         log_file = work / "duplicity.log"
-        argv = duplicity.list_argv(settings=settings, source=tree.files_dir(backup.level),
-                                   time=backup.time, archive_dir=work / "cache",
-                                   tempdir=work, log_file=log_file)
+        argv = duplicity.reading_argv("list-current-files", settings=settings,
+                                      source=tree.files_dir(backup.level), time=backup.time,
+                                      work=work, log_file=log_file)
         done = execute.run(argv, env=duplicity.environment(passphrase), secrets=[passphrase or ""])
         records = duplicity.parse_log(log_file.read_text(errors="replace")) \
             if log_file.exists() else []

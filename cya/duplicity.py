@@ -256,33 +256,20 @@ def drop_caches(cache: Cache, keep: bool = True) -> None:
             remove_tree(entry)
 
 
-def restore_argv(*, settings: Settings, source: Path, time: datetime, target: Path,
-                 archive_dir: Path, tempdir: Path, log_file: Path,
-                 path: str | None) -> list[str]:
+def reading_argv(command: str, *, settings: Settings, source: Path, time: datetime,
+                 work: Path, log_file: Path, extra: Sequence[str] = ()) -> list[str]:
+    """argv of a duplicity command that reads one level (``restore``,
+    ``list-current-files``) as of ``time``, with a throwaway cache under ``work``."""
     return [
-        binary(), "restore",
+        binary(), command,
         "--time", str(int(time.timestamp())),
-        "--archive-dir", str(archive_dir), "--name", "restore",
-        "--tempdir", str(tempdir),
-        "--log-file", str(log_file),
-        "--num-retries", "1",
-        *encryption(settings),
-        *(["--path-to-restore", path] if path else []),
-        f"file://{source}", str(target),
-    ]
-
-
-def list_argv(*, settings: Settings, source: Path, time: datetime, archive_dir: Path,
-              tempdir: Path, log_file: Path) -> list[str]:
-    return [
-        binary(), "list-current-files",
-        "--time", str(int(time.timestamp())),
-        "--archive-dir", str(archive_dir), "--name", "list",
-        "--tempdir", str(tempdir),
+        "--archive-dir", str(work / "cache"), "--name", command,
+        "--tempdir", str(work),
         "--log-file", str(log_file),
         "--num-retries", "1",
         *encryption(settings),
         f"file://{source}",
+        *extra,
     ]
 
 

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +139,19 @@ def change_source(source: Path, day: int) -> None:
     for path in source.rglob("*"):
         if not path.is_symlink():
             os.utime(path, (1_000_000_000 + day * 86400, 1_000_000_000 + day * 86400))
+
+
+def with_backups(base: Path, days: Sequence[str], *backup_args: str) -> tuple[Workspace, dict]:
+    """A fresh workspace with a backup at noon on each day (the source changed before
+    each, by its index); return it and the source's snapshot at each day."""
+    ws = Workspace(base)
+    ws.init()
+    states = {}
+    for number, day in enumerate(days):
+        change_source(ws.source, number)
+        ws.backup(f"{day}T12:00", *backup_args)
+        states[day] = snapshot(ws.source)
+    return ws, states
 
 
 def restored_source(restore_root: Path, source: Path) -> Path:

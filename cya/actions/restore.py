@@ -96,10 +96,11 @@ def run(settings: Settings, the_plan: RestorePlan) -> None:
             if the_plan.path:
                 restored.mkdir()
             log_file = work / "duplicity.log"
-            argv = duplicity.restore_argv(
-                settings=settings, source=tree.files_dir(the_plan.backup.level),
-                time=the_plan.backup.time, target=out, archive_dir=work / "cache",
-                tempdir=work, log_file=log_file, path=the_plan.path)
+            argv = duplicity.reading_argv(
+                "restore", settings=settings, source=tree.files_dir(the_plan.backup.level),
+                time=the_plan.backup.time, work=work, log_file=log_file,
+                extra=[*(["--path-to-restore", the_plan.path] if the_plan.path else []),
+                       str(out)])
             done = execute.run(argv, env=duplicity.environment(passphrase),
                                secrets=[passphrase or ""])
             records = duplicity.parse_log(log_file.read_text(errors="replace")) \

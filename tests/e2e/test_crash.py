@@ -23,6 +23,7 @@ from tests.helpers import (
     clone,
     restored_source,
     snapshot,
+    with_backups,
 )
 
 MONTH = "2000/2010/2012/2012-12"
@@ -46,11 +47,7 @@ CRASH_POINTS = {
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """Two completed backups in week 2012-12-02; the next backup starts a new week."""
-    ws = Workspace(tmp_path_factory.mktemp("made"))
-    ws.init()
-    for number, day in enumerate(["2012-12-04", "2012-12-05"]):
-        change_source(ws.source, number)
-        ws.backup(f"{day}T12:00")
+    ws, _ = with_backups(tmp_path_factory.mktemp("made"), ["2012-12-04", "2012-12-05"])
     change_source(ws.source, 2)
     return ws
 

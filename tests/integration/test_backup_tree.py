@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Workspace, change_source, restored_source, snapshot
+from tests.helpers import restored_source, snapshot, with_backups
 
 # DESIGN.md / issue 2 acceptance: noon on these days ...
 DAYS = ["2012-12-04", "2012-12-05", "2012-12-08", "2012-12-09", "2012-12-10",
@@ -34,14 +34,7 @@ EXPECTED_CHAINS = {
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
     """Run the nine backups once (untrimmed); record the source as it was at each."""
-    ws = Workspace(tmp_path_factory.mktemp("scenario"))
-    ws.init()
-    states = {}
-    for number, day in enumerate(DAYS):
-        change_source(ws.source, number)
-        ws.backup(f"{day}T12:00:00", "--no-trim")
-        states[day] = snapshot(ws.source)
-    return ws, states
+    return with_backups(tmp_path_factory.mktemp("scenario"), DAYS, "--no-trim")
 
 
 def test_chain_lengths_per_level(scenario):

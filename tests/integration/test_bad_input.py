@@ -18,17 +18,14 @@ from tests.helpers import (
     restored_source,
     snapshot,
     tree_state,
+    with_backups,
 )
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """A tree holding two backups."""
-    ws = Workspace(tmp_path_factory.mktemp("made"))
-    ws.init()
-    for number, day in enumerate(["2012-12-04", "2012-12-05"]):
-        change_source(ws.source, number)
-        ws.backup(f"{day}T12:00")
+    ws, _ = with_backups(tmp_path_factory.mktemp("made"), ["2012-12-04", "2012-12-05"])
     return ws
 
 

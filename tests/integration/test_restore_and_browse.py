@@ -11,13 +11,13 @@ import stat
 import pytest
 
 from tests.helpers import (
-    Workspace,
     assert_one_line_error,
     change_source,
     clone,
     restored_source,
     snapshot,
     tree_state,
+    with_backups,
 )
 
 DAYS = ["2012-12-04", "2012-12-05", "2012-12-11", "2012-12-18", "2012-12-25",
@@ -27,13 +27,7 @@ DAYS = ["2012-12-04", "2012-12-05", "2012-12-11", "2012-12-18", "2012-12-25",
 @pytest.fixture(scope="module")
 def trimmed(tmp_path_factory):
     """Ten backups with automatic trimming; the source recorded as it was at each."""
-    ws = Workspace(tmp_path_factory.mktemp("browse"))
-    ws.init()
-    states = {}
-    for number, day in enumerate(DAYS):
-        change_source(ws.source, number)
-        ws.backup(f"{day}T12:00")
-        states[day] = snapshot(ws.source)
+    ws, states = with_backups(tmp_path_factory.mktemp("browse"), DAYS)
     assert not (ws.tree / "2000/2010/2012/2012-12/2012-12-02").exists(), "not trimmed"
     return ws, states
 
