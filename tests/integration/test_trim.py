@@ -181,3 +181,18 @@ def test_a_failed_trim_keeps_the_backup_and_exits_1(untrimmed, tmp_path):
     assert ws.manifests(week)[-1].startswith("duplicity-inc.20130401T120000Z.to.20130402T")
     assert (ws.tree / "2000/2010/2013/2013-03/2013-03-03").exists()
     os.unlink(trash)
+
+
+def test_trim_never_follows_a_symlink_out_of_the_tree(untrimmed, tmp_path):
+    ws = clone(untrimmed, tmp_path / "ws")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not cya's to delete")
+    doomed = ws.tree / "2000/2010/2013/2013-03/2013-03-03"
+    (doomed / "escape").symlink_to(outside)
+    # a symlink posing as a level is not a level: never trimmed, never followed
+    (ws.tree / "2000/2010/2013/2013-03/2013-03-01").symlink_to(outside)
+    ws.cya("--now", "2013-04-01T13:00", "trim")
+    assert not doomed.exists()
+    assert (outside / "precious.txt").read_text() == "not cya's to delete"
+    assert (ws.tree / "2000/2010/2013/2013-03/2013-03-01").is_symlink()
