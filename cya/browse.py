@@ -24,20 +24,42 @@ from cya.core.names import format_time
 from cya.tree import Tree
 
 
-def files_of(tree: Tree, catalog: Catalog, settings: Settings, backup: Restorable,
-             keep: Callable[[str], bool]) -> tuple[dict[str, fileindex.Entry], bool]:
-    """The files ``backup`` holds that ``keep`` accepts, and whether the index said so
-    (False: listed by duplicity, without sizes)."""
-    chain = catalog.index_chain(format_time(backup.time))
-    if chain is not None:
-        return fileindex.apply((_filtered(delta, keep) for delta in chain), keep), True
-    listed = list_with_duplicity(tree, settings, backup)
-    return {path: fileindex.Entry(path, kind, None, int(mtime.timestamp()) if mtime else None)
-            for path, kind, mtime in listed if keep(path)}, False
+class FileLister:
+    """The files backups hold that ``keep`` accepts. Each backup's index delta is read
+    and filtered once, however many chains share it."""
 
+    def __init__(self, tree: Tree, catalog: Catalog, settings: Settings,
+                 keep: Callable[[str], bool]):
+        self.tree, self.catalog, self.settings, self.keep = tree, catalog, settings, keep
+        self.links = catalog.index_links()
+        self.filtered: dict[str, list[fileindex.Change]] = {}
 
-def _filtered(delta: bytes, keep: Callable[[str], bool]) -> list[fileindex.Change]:
-    return [c for c in fileindex.decode(delta) if keep(c.entry.path)]
+    def chain(self, time: str) -> list[str] | None:
+        """Backups from the full up to ``time``, or None if one has no index."""
+        chain: list[str] = []
+        current: str | None = time
+        while current is not None:
+            if current not in self.links:
+                return None
+            chain.append(current)
+            current = self.links[current]
+        return chain[::-1]
+
+    def delta(self, backup: str) -> list[fileindex.Change]:
+        if backup not in self.filtered:
+            self.filtered[backup] = [c for c in fileindex.decode(self.catalog.index_delta(backup))
+                                     if self.keep(c.entry.path)]
+        return self.filtered[backup]
+
+    def files(self, backup: Restorable) -> tuple[dict[str, fileindex.Entry], bool]:
+        """The files and whether the index said so (False: listed by duplicity, no sizes)."""
+        chain = self.chain(format_time(backup.time))
+        if chain is not None:
+            return fileindex.apply((self.delta(b) for b in chain), self.keep), True
+        listed = list_with_duplicity(self.tree, self.settings, backup)
+        return {path: fileindex.Entry(path, kind, None,
+                                      int(mtime.timestamp()) if mtime else None)
+                for path, kind, mtime in listed if self.keep(path)}, False
 
 
 def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):

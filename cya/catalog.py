@@ -124,16 +124,11 @@ class Catalog:
         rows = self.db.execute("SELECT * FROM backups ORDER BY time").fetchall()
         return [BackupRecord(r[0], r[1], r[2], bool(r[3]), *r[4:]) for r in rows]
 
-    def index_chain(self, time: str) -> list[bytes] | None:
-        """The file index deltas from the full up to backup ``time``, oldest first, or
-        None if any backup on that chain has no index (made before indexes existed)."""
-        chain: list[bytes] = []
-        current: str | None = time
-        while current is not None:
-            row = self.db.execute("SELECT parent, delta FROM file_index WHERE backup = ?",
-                                  (current,)).fetchone()
-            if row is None:
-                return None
-            chain.append(zlib.decompress(row[1]))
-            current = row[0]
-        return chain[::-1]
+    def index_links(self) -> dict[str, str | None]:
+        """Every indexed backup and the backup its delta is relative to (None: a full)."""
+        return dict(self.db.execute("SELECT backup, parent FROM file_index"))
+
+    def index_delta(self, backup: str) -> bytes:
+        row = self.db.execute("SELECT delta FROM file_index WHERE backup = ?",
+                              (backup,)).fetchone()
+        return zlib.decompress(row[0])

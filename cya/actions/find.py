@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cya.browse import files_of
+from cya.browse import FileLister
 from cya.catalog import Catalog
 from cya.config import Settings
 from cya.core import fileindex
@@ -35,8 +35,9 @@ def run(settings: Settings, pattern: str) -> list[Found]:
     keep = fileindex.matcher(pattern)
     found = []
     with Catalog(tree.catalog_path) as catalog:
+        lister = FileLister(tree, catalog, settings, keep)
         for backup in restorable(view):
-            files, _ = files_of(tree, catalog, settings, backup, keep)
+            files, _ = lister.files(backup)
             if files:
                 found.append(Found(backup, tuple(files[p] for p in sorted(files))))
     return found

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from cya.actions.restore import parse_date
-from cya.browse import files_of
+from cya.browse import FileLister
 from cya.catalog import Catalog
 from cya.config import Settings
 from cya.core import fileindex
@@ -92,8 +92,8 @@ def file_listing(settings: Settings, now: datetime, local: tzinfo, date_text: st
         raise CyaError(f"no backup at or before {show_time(asked)}",
                        "see what there is with: cya ls")
     with Catalog(tree.catalog_path) as catalog:
-        files, from_index = files_of(tree, catalog, settings, backup,
-                                     fileindex.under(path or ""))
+        files, from_index = FileLister(tree, catalog, settings,
+                                       fileindex.under(path or "")).files(backup)
     if path and not files:
         raise CyaError(f"{path} is not in the backup of {show_time(backup.time)}",
                        "list the whole backup with: cya ls --date D")

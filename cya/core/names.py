@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 _TIME = r"\d{8}T\d{6}Z"
 _NAME = re.compile(
@@ -33,8 +34,16 @@ _TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 def parse_time(text: str) -> datetime:
-    """Return the UTC datetime of a duplicity time stamp such as ``20121204T120000Z``."""
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    """Return the UTC datetime of a duplicity time stamp such as ``20121204T120000Z``.
+
+    Raise ValueError if it is not one. (Sliced by hand: strptime dominated the time
+    of ``cya ls`` and ``status`` on a large tree.)
+    """
+    if len(text) != 16 or text[8] != "T" or text[15] != "Z" or not (
+            text[:8] + text[9:15]).isdigit():
+        raise ValueError(f"not a duplicity time stamp: {text!r}")
+    return datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]),
+                    int(text[11:13]), int(text[13:15]), tzinfo=UTC)
 
 
 def format_time(moment: datetime) -> str:
@@ -58,6 +67,7 @@ class DuplicityFile:
         return self.end
 
 
+@lru_cache(maxsize=65536)
 def parse_name(name: str) -> DuplicityFile | None:
     """Return what a duplicity file name says, or None for any other name."""
     match = _NAME.fullmatch(name)
@@ -118,6 +128,11 @@ def backup_sets(names: Iterable[str]) -> list[BackupSet]:
     Names that are not duplicity's, and ``.part`` files, are ignored. A set is
     keyed by (full, start, end): signatures belong to the set they describe.
     """
+    return list(_backup_sets(frozenset(names)))
+
+
+@lru_cache(maxsize=1024)
+def _backup_sets(names: frozenset[str]) -> tuple[BackupSet, ...]:
     groups: dict[tuple[bool, datetime, datetime], list[DuplicityFile]] = {}
     for name in names:
         parsed = parse_name(name)
@@ -134,7 +149,7 @@ def backup_sets(names: Iterable[str]) -> list[BackupSet]:
         )
         for (full, start, end), files in groups.items()
     ]
-    return sorted(sets, key=lambda s: (s.time, not s.full))
+    return tuple(sorted(sets, key=lambda s: (s.time, not s.full)))
 
 
 def complete_backup_times(names: Iterable[str]) -> list[datetime]:

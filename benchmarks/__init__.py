@@ -1,0 +1,1 @@
+"""Measured comparisons: cya against plain duplicity and the strategies users pick instead."""

@@ -1,0 +1,69 @@
+"""python -m benchmarks [all|overhead|simulate|treeops] [--quick] [--days N]
+
+Prints a table of figures and writes them as JSON (benchmarks/results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import overhead, simulate, treeops
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    dup = subprocess.run(["duplicity", "--version"], capture_output=True, text=True).stdout
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {dup.strip()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("what", nargs="?", default="all",
+                        choices=["all", "overhead", "simulate", "treeops"])
+    parser.add_argument("--quick", action="store_true", help="small data, 60 days")
+    parser.add_argument("--days", type=int, help="simulated days (default 60 quick, 730 full)")
+    parser.add_argument("--seed", type=int, default=2012)
+    parser.add_argument("--out", type=Path, help="JSON output file")
+    parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
+    args = parser.parse_args()
+    days = args.days or (60 if args.quick else 730)
+    os.environ["PATH"] = f"{Path(__import__('sys').executable).parent}:{os.environ['PATH']}"
+    results: dict = {"machine": machine(), "quick": args.quick}
+    with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+        work = Path(scratch)
+        for name, job in (("overhead", lambda: overhead.run(work, args.quick, args.seed)),
+                          ("simulate", lambda: simulate.run(work, args.quick, args.seed, days)),
+                          ("treeops", lambda: treeops.run(work, args.quick))):
+            if args.what in ("all", name):
+                started = time.perf_counter()
+                results[name] = job()
+                results[name]["benchmark_seconds"] = round(time.perf_counter() - started, 1)
+                print_section(name, results[name])
+    out = args.out or Path(__file__).parent / "results" / time.strftime("%Y%m%d-%H%M%S.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nmachine: {results['machine']}\nwritten: {out}")
+
+
+def print_section(name: str, data: dict, indent: str = "") -> None:
+    if not indent:
+        print(f"\n== {name} ==")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            print_section(key, value, indent + "  ")
+        else:
+            print(f"{indent}{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
