@@ -95,7 +95,8 @@ def run(work: Path, quick: bool) -> dict:
         "ls_json": [CYA, "ls", "--json"],
         "status": [CYA, "--now", now, "status"],
         "trim_dry_run": [CYA, "--now", now, "trim", "--dry-run"],
-        "find": [CYA, "find", "f1*.txt"],
+        "find_one_file": [CYA, "find", "f1234.txt"],
+        "find_half_the_files": [CYA, "find", "f1*.txt"],
         "cya_version (start-up floor)": [CYA, "--version"],
     }
     for name, argv in commands.items():

@@ -246,12 +246,14 @@ def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> 
         click.echo(json.dumps(files.as_json(), indent=2))
         return
     obj.say(f"backup {restore_action.show_time(files.backup.time)} from {files.backup.level}")
+    lines = []
     for entry in files.files:
         size = "" if entry.size is None else _size(entry.size)
         mtime = (datetime.fromtimestamp(entry.mtime, obj.local).strftime("%Y-%m-%d %H:%M")
                  if entry.mtime is not None else "")
         suffix = "/" if entry.type == "dir" and entry.path != "." else ""
-        click.echo(f"{size:>9}  {mtime:16}  {shown(entry.path)}{suffix}")
+        lines.append(f"{size:>9}  {mtime:16}  {shown(entry.path)}{suffix}")
+    click.echo("\n".join(lines))
 
 
 def _render_tree(obj: Context, listing: ls_action.TreeListing) -> None:
@@ -287,11 +289,13 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
     if not found:
         obj.say(f"no backup holds a path matching {pattern!r}")
         return
+    lines = []
     for item in found:
-        click.echo(f"{restore_action.show_time(item.backup.time)}  ({item.backup.level})")
+        lines.append(f"{restore_action.show_time(item.backup.time)}  ({item.backup.level})")
         for entry in item.matches:
             size = "" if entry.size is None else _size(entry.size)
-            click.echo(f"  {size:>9}  {shown(entry.path)}")
+            lines.append(f"  {size:>9}  {shown(entry.path)}")
+    click.echo("\n".join(lines))  # one write: a broad pattern can match 100,000s of lines
 
 
 @main.command()
