@@ -42,8 +42,9 @@ def run(work: Path, quick: bool, seed: int, days: int) -> dict:
     work = fresh(work / "simulate")
     source = Source(work / "source", seed, 1000 if quick else 2000)
     env = cya_setup(work, source.root)
-    start = date(2012, 11, 15)
-    calendar = [start + timedelta(days=i) for i in range(days)]
+    # end in mid-January, so that even a short run crosses a month and a year
+    end = date(2013 + (days - 1) // 365, 1, 13)
+    calendar = [end - timedelta(days=days - 1 - i) for i in range(days)]
     digests: dict[date, str] = {}
     times: dict[str, list[float]] = {name: [] for name in STRATEGIES}
     targets = {name: work / name for name in STRATEGIES[1:]}

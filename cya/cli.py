@@ -11,21 +11,22 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from dateutil import tz
 
 from cya import __version__, config
-from cya.actions import backup as backup_action
-from cya.actions import find as find_action
-from cya.actions import init as init_action
-from cya.actions import ls as ls_action
-from cya.actions import restore as restore_action
-from cya.actions import status as status_action
-from cya.actions import trim as trim_action
+from cya.clock import show_time
 from cya.core.dates import parse_duration, parse_moment
 from cya.core.fileindex import shown
 from cya.errors import EXIT_FAILED, CyaError, UsageError
+
+if TYPE_CHECKING:
+    from cya.actions.ls import TreeListing
+    from cya.actions.trim import TrimResult
+
+# Each command imports its action when it runs: cron pays only for what it uses.
 
 log = logging.getLogger("cya")
 
@@ -106,6 +107,8 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
 def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, bucket, prefix,
          endpoint_url, region, force) -> None:
     """Write the config and create the tree."""
+    from cya.actions import init as init_action
+
     absolute = config.absolute
     result = init_action.run(init_action.InitRequest(
         config_path=absolute(config.config_path_for_init(obj.config_file)),
@@ -135,6 +138,8 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
 @click.pass_obj
 def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool) -> None:
     """Make one backup, placed in the timescale tree."""
+    from cya.actions import backup as backup_action
+
     settings = obj.settings()
     result = backup_action.run(settings, obj.now, dry_run=dry_run,
                                trim=settings.trim.auto and not no_trim)
@@ -166,6 +171,8 @@ def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool) -> None
 @click.pass_obj
 def trim(obj: Context, dry_run: bool, as_json: bool) -> None:
     """Keep the newest N child levels in every level; delete the rest."""
+    from cya.actions import trim as trim_action
+
     result = trim_action.run(obj.settings(), obj.now, dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
@@ -176,7 +183,7 @@ def trim(obj: Context, dry_run: bool, as_json: bool) -> None:
             obj.say(f"keep {decision.level}: {decision.reason}")
 
 
-def _render_trim(obj: Context, result: trim_action.TrimResult) -> None:
+def _render_trim(obj: Context, result: TrimResult) -> None:
     verb = "would delete" if result.dry_run else "deleted"
     for decision in result.plan.delete:
         obj.say(f"{verb} {decision.level}: {decision.reason}")
@@ -205,6 +212,8 @@ def _render_trim(obj: Context, result: trim_action.TrimResult) -> None:
 def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry_run,
             force) -> None:
     """Restore the tree's newest backup at or before a date."""
+    from cya.actions import restore as restore_action
+
     if from_archive:
         raise UsageError("--from-archive needs the archive, which this version does not have",
                          "restore from the local tree without it")
@@ -214,7 +223,7 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
     backup = plan.backup
     what = f"/{plan.path}" if plan.path else "everything"
     head = "would restore" if dry_run else "restoring"
-    obj.say(f"{head} {what} as of {restore_action.show_time(backup.time)} from {backup.level} "
+    obj.say(f"{head} {what} as of {show_time(backup.time)} from {backup.level} "
             f"(chain of {backup.chain_length}, {backup.volumes} volume(s), "
             f"{_size(plan.bytes_to_read)} to read) into {plan.target}")
     obj.say(plan.explain())
@@ -231,6 +240,8 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
 @click.pass_obj
 def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> None:
     """The timescale tree; with --date, the files a backup holds."""
+    from cya.actions import ls as ls_action
+
     settings = obj.settings()
     if date_text is None:
         if path:
@@ -245,7 +256,7 @@ def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> 
     if as_json:
         click.echo(json.dumps(files.as_json(), indent=2))
         return
-    obj.say(f"backup {restore_action.show_time(files.backup.time)} from {files.backup.level}")
+    obj.say(f"backup {show_time(files.backup.time)} from {files.backup.level}")
     lines = []
     for entry in files.files:
         size = "" if entry.size is None else _size(entry.size)
@@ -256,7 +267,7 @@ def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> 
     click.echo("\n".join(lines))
 
 
-def _render_tree(obj: Context, listing: ls_action.TreeListing) -> None:
+def _render_tree(obj: Context, listing: TreeListing) -> None:
     click.echo(f"{listing.tree}: {len(listing.levels)} levels, {listing.restorable} "
                f"restorable backups, {_size(listing.total_bytes)}")
     for level in listing.levels:
@@ -269,7 +280,7 @@ def _render_tree(obj: Context, listing: ls_action.TreeListing) -> None:
                    f"unique {_size(level.unique_bytes)}")
         if obj.verbosity >= 1:
             for when, full in level.backups:
-                click.echo(" " * 30 + restore_action.show_time(when) + (" (full)" if full else ""))
+                click.echo(" " * 30 + show_time(when) + (" (full)" if full else ""))
 
 
 def _day(moment: datetime, obj: Context) -> str:
@@ -282,6 +293,8 @@ def _day(moment: datetime, obj: Context) -> str:
 @click.pass_obj
 def find(obj: Context, pattern: str, as_json: bool) -> None:
     """Which backups hold paths matching a glob (name, or path with **)."""
+    from cya.actions import find as find_action
+
     found = find_action.run(obj.settings(), pattern)
     if as_json:
         click.echo(json.dumps([f.as_json() for f in found], indent=2))
@@ -291,7 +304,7 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
         return
     lines = []
     for item in found:
-        lines.append(f"{restore_action.show_time(item.backup.time)}  ({item.backup.level})")
+        lines.append(f"{show_time(item.backup.time)}  ({item.backup.level})")
         for entry in item.matches:
             size = "" if entry.size is None else _size(entry.size)
             lines.append(f"  {size:>9}  {shown(entry.path)}")
@@ -305,6 +318,8 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
 @click.pass_obj
 def status(obj: Context, as_json: bool, max_age: str | None) -> None:
     """Last backup and its age, chain lengths, size, lock."""
+    from cya.actions import status as status_action
+
     limit = None
     if max_age is not None:
         limit = parse_duration(max_age)
@@ -320,7 +335,7 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
             obj.say(f"{state.tree}: no backup yet")
         else:
             hours = state.age.total_seconds() / 3600
-            obj.say(f"last backup: {restore_action.show_time(state.last_backup)} "
+            obj.say(f"last backup: {show_time(state.last_backup)} "
                     f"({hours:.1f} hours ago)")
             obj.say(f"current leaf: {state.current_leaf}")
         obj.say(f"levels: {state.levels}, restorable backups: {state.restorable}, "

@@ -243,6 +243,23 @@ def cache_for(tree_id: str, leaf_name: str) -> Cache:
     return Cache(cache_root(tree_id), f"week-{leaf_name}")
 
 
+def adopt_cache(cache: Cache) -> None:
+    """Give a new leaf the cache of the leaf written before it.
+
+    The new leaf's chain starts with the same full (and often more) as the old
+    one's, and duplicity's sync keeps cached files whose names are still in the
+    target, deletes the rest, and decrypts only what is missing. Starting empty
+    would decrypt the whole base chain's signatures: most of a new week's cost.
+    (Same name means same backup set, and in the tree the very same file.)
+    """
+    if not cache.archive_dir.is_dir() or (cache.archive_dir / cache.name).exists():
+        return
+    previous = [entry for entry in cache.archive_dir.iterdir() if entry.is_dir()]
+    if previous:
+        newest = max(previous, key=lambda entry: entry.stat().st_mtime)
+        os.rename(newest, cache.archive_dir / cache.name)
+
+
 def drop_caches(cache: Cache, keep: bool = True) -> None:
     """Remove every level cache of this tree but ``cache`` (and ``cache`` too unless ``keep``).
 

@@ -8,11 +8,10 @@ is in all the levels it belongs to or in none.
 from __future__ import annotations
 
 import logging
-import time as wallclock
-from datetime import datetime
 
 from cya import duplicity
 from cya.catalog import BackupRecord, Catalog
+from cya.clock import show_time, wall_time
 from cya.config import Settings
 from cya.core.names import parse_time
 from cya.core.placement import Placement
@@ -88,12 +87,3 @@ def recover(tree: Tree, catalog: Catalog, settings: Settings) -> str | None:
     finish(tree, catalog, journal, placement)
     return f"an interrupted backup at {when} was completed"
 
-
-def show_time(moment: datetime) -> str:
-    """A backup time as users read it: local time, to the second."""
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-
-
-def wall_time() -> str:
-    """The real time now, for the record of when a run started or finished."""
-    return wallclock.strftime("%Y-%m-%dT%H:%M:%S%z")

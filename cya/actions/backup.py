@@ -30,6 +30,7 @@ from datetime import datetime
 from cya import duplicity, execute
 from cya.actions.trim import TrimResult, trim_locked
 from cya.catalog import Catalog
+from cya.clock import show_time, wall_time
 from cya.config import Settings, read_passphrase
 from cya.core import fileindex
 from cya.core.names import complete_backup_times, format_time
@@ -38,7 +39,7 @@ from cya.core.timescale import leaf_for
 from cya.errors import ConfigError, CyaError, TimeWentBackwards
 from cya.fsutil import atomic_write, crash_point, remove_tree
 from cya.lock import TreeLock
-from cya.recovery import finish, recover, show_time, undo, wall_time
+from cya.recovery import finish, recover, undo
 from cya.tree import INDEX, BackupJournal, Tree, capture, publish, run_dir, seed
 
 
@@ -153,6 +154,7 @@ def _make(tree: Tree, settings: Settings, placement: Placement, journal: BackupJ
         never=[tree.root, cache.archive_dir],
     )
     cache.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    duplicity.adopt_cache(cache)
     completed = execute.run(argv, env=duplicity.environment(passphrase),
                             secrets=[passphrase or ""],
                             pass_fds=[lock_fd] if lock_fd is not None else [])

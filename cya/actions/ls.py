@@ -12,13 +12,13 @@ from datetime import datetime, tzinfo
 from cya.actions.restore import parse_date
 from cya.browse import FileLister
 from cya.catalog import Catalog
+from cya.clock import show_time
 from cya.config import Settings
 from cya.core import fileindex
 from cya.core.chains import Restorable, choose, restorable
 from cya.core.names import format_time
 from cya.core.timescale import Level
 from cya.errors import CyaError
-from cya.recovery import show_time
 from cya.tree import Tree
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from cya import duplicity, execute
 from cya.browse import private_tempdir, show_gap
 from cya.catalog import Catalog
+from cya.clock import show_time
 from cya.config import Settings, read_passphrase
 from cya.core.chains import Restorable, bytes_to_read, choose, restorable
 from cya.core.dates import DATE_EXAMPLES, parse_when
@@ -24,7 +25,6 @@ from cya.core.names import format_time
 from cya.errors import CyaError, UsageError
 from cya.fsutil import fsync_dir, remove_tree
 from cya.lock import TreeLock
-from cya.recovery import show_time
 from cya.tree import Tree
 
 
