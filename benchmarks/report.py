@@ -42,6 +42,8 @@ def main() -> None:
             oldest_key = list(e["restores"])[-1].replace("_days_back", "d back")
             gap = (f", {oldest['days_earlier_than_asked']}d earlier"
                    if oldest["days_earlier_than_asked"] else "")
+            if not oldest["verified_sha256"]:
+                gap += ", WRONG STATE: that backup is gone"
             cells = [name, mb(e["stored_bytes"]), str(e["objects"]), str(e["newest_chain"]),
                      f"{e['backup_median_s']:.2f} s",
                      f"{newest['seconds']:.2f} s ({newest['vs_full_plus_7']:.1f}x)",
