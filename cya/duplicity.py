@@ -25,10 +25,8 @@ from cya.errors import CommandFailed
 from cya.fsutil import remove_tree
 
 # duplicity.log.ErrorCode values cya gives a meaning to
-GENERIC = 1
 HOSTNAME_MISMATCH = 3
 USER_ERROR = 23
-EXCEPTION = 30
 GPG_FAILED = 31
 SOURCE_PATH_MISMATCH = 42
 RESTORE_PATH_NOT_FOUND = 19

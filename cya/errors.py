@@ -50,7 +50,3 @@ class CommandFailed(CyaError):
 
 class TreeError(CyaError):
     """The tree on disk is not in a state cya can work with."""
-
-
-class PartialSuccess(CyaError):
-    """The main work was done and kept, but something after or inside it failed."""

@@ -62,10 +62,6 @@ class DuplicityFile:
     encrypted: bool
     partial: bool
 
-    @property
-    def backup_time(self) -> datetime:
-        return self.end
-
 
 @lru_cache(maxsize=65536)
 def parse_name(name: str) -> DuplicityFile | None:
