@@ -43,7 +43,83 @@ MIGRATIONS = (
         delta BLOB NOT NULL             -- zlib of core.fileindex.encode: paths A/M/D
     );
     """,
+    """
+    CREATE TABLE bags (
+        key TEXT PRIMARY KEY,           -- object key in the bucket (with the prefix)
+        year TEXT NOT NULL,             -- the year level it archives, e.g. 2000/2010/2012
+        digest TEXT NOT NULL,           -- core.bagging.BagSpec.digest
+        size INTEGER NOT NULL,
+        parts INTEGER NOT NULL,
+        checksum TEXT NOT NULL,         -- S3's composite SHA-256 of the parts
+        storage_class TEXT NOT NULL,
+        manifest TEXT NOT NULL,         -- key of its manifest (Standard)
+        uploaded_at TEXT NOT NULL       -- ISO time S3 confirmed it
+    );
+    CREATE TABLE blobs (
+        name TEXT PRIMARY KEY,          -- duplicity file name: the identity of its bytes
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        bag TEXT NOT NULL REFERENCES bags(key),
+        offset INTEGER NOT NULL,        -- of its data in the bag
+        path TEXT NOT NULL              -- its tar member name
+    );
+    CREATE TABLE archived_years (
+        year TEXT PRIMARY KEY,          -- level path
+        index_key TEXT NOT NULL,        -- years/<name>.json in the bucket
+        files INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,         -- new bytes stored for it (reused blobs excluded)
+        archived_at TEXT NOT NULL
+    );
+    CREATE TABLE archived_files (
+        path TEXT PRIMARY KEY,          -- LEVEL/files/NAME, relative to the tree root
+        year TEXT NOT NULL REFERENCES archived_years(year),
+        name TEXT NOT NULL REFERENCES blobs(name)
+    );
+    CREATE INDEX archived_files_year ON archived_files(year);
+    CREATE TABLE thaws (
+        bag TEXT PRIMARY KEY,
+        tier TEXT NOT NULL,
+        days INTEGER NOT NULL,
+        requested_at TEXT NOT NULL
+    );
+    CREATE TABLE deferred_deletions (
+        key TEXT PRIMARY KEY,           -- an object no kept year needs
+        due TEXT NOT NULL               -- when deleting it costs nothing extra
+    );
+    """,
 )
+
+
+@dataclass(frozen=True)
+class BagRecord:
+    key: str
+    year: str
+    digest: str
+    size: int
+    parts: int
+    checksum: str
+    storage_class: str
+    manifest: str
+    uploaded_at: str
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    name: str
+    sha256: str
+    size: int
+    bag: str
+    offset: int
+    path: str
+
+
+@dataclass(frozen=True)
+class YearRecord:
+    year: str
+    index_key: str
+    files: int
+    bytes: int
+    archived_at: str
 
 
 @dataclass(frozen=True)
@@ -132,3 +208,81 @@ class Catalog:
         row = self.db.execute("SELECT delta FROM file_index WHERE backup = ?",
                               (backup,)).fetchone()
         return zlib.decompress(row[0])
+
+    # The archive -----------------------------------------------------------------
+
+    def record_bag(self, bag: BagRecord, blobs: list[BlobRecord]) -> None:
+        """Record a bag S3 confirmed, with the blobs it stores, in one transaction."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO bags VALUES (?,?,?,?,?,?,?,?,?)",
+                       (bag.key, bag.year, bag.digest, bag.size, bag.parts, bag.checksum,
+                        bag.storage_class, bag.manifest, bag.uploaded_at))
+            db.executemany("INSERT OR REPLACE INTO blobs VALUES (?,?,?,?,?,?)",
+                           [(b.name, b.sha256, b.size, b.bag, b.offset, b.path) for b in blobs])
+
+    def record_year(self, year: YearRecord, files: dict[str, str]) -> None:
+        """Record an archived year and where each of its files (path -> name) lives."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO archived_years VALUES (?,?,?,?,?)",
+                       (year.year, year.index_key, year.files, year.bytes, year.archived_at))
+            db.executemany("INSERT OR REPLACE INTO archived_files VALUES (?,?,?)",
+                           [(path, year.year, name) for path, name in sorted(files.items())])
+
+    def archived_sizes(self) -> dict[str, int]:
+        """Every archived duplicity name and its size."""
+        return dict(self.db.execute("SELECT name, size FROM blobs"))
+
+    def archived_years(self) -> list[YearRecord]:
+        rows = self.db.execute("SELECT * FROM archived_years ORDER BY year")
+        return [YearRecord(*row) for row in rows]
+
+    def archived_files(self, year: str | None = None) -> list[tuple[str, BlobRecord]]:
+        """(path, blob) of every archived file, or of one year's."""
+        query = ("SELECT f.path, b.* FROM archived_files f JOIN blobs b ON b.name = f.name"
+                 + (" WHERE f.year = ?" if year else "") + " ORDER BY f.path")
+        rows = self.db.execute(query, (year,) if year else ())
+        return [(row[0], BlobRecord(*row[1:])) for row in rows]
+
+    def bags(self) -> list[BagRecord]:
+        return [BagRecord(*row) for row in self.db.execute("SELECT * FROM bags ORDER BY key")]
+
+    def blobs(self) -> dict[str, BlobRecord]:
+        """Every archived blob by its duplicity name."""
+        return {row[0]: BlobRecord(*row) for row in self.db.execute("SELECT * FROM blobs")}
+
+    def blobs_in(self, bag: str) -> list[BlobRecord]:
+        rows = self.db.execute("SELECT * FROM blobs WHERE bag = ? ORDER BY offset", (bag,))
+        return [BlobRecord(*row) for row in rows]
+
+    def thaws(self) -> dict[str, tuple[str, int, str]]:
+        """bag -> (tier, days, requested_at) of every thaw cya asked for."""
+        return {row[0]: tuple(row[1:]) for row in self.db.execute("SELECT * FROM thaws")}
+
+    def record_thaw(self, bag: str, tier: str, days: int, requested_at: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO thaws VALUES (?,?,?,?)",
+                       (bag, tier, days, requested_at))
+
+    def forget_thaws(self, bags: list[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM thaws WHERE bag = ?", [(b,) for b in bags])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def copy_without_index(self, target: Path) -> None:
+        """Write a consistent copy of the catalog to ``target`` without the file index
+        (the paths of the user's files): what goes to the bucket's system/."""
+        copy = sqlite3.connect(target)
+        try:
+            self.db.backup(copy)
+            copy.execute("DELETE FROM file_index")
+            copy.commit()
+            copy.execute("VACUUM")
+        finally:
+            copy.close()

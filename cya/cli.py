@@ -23,6 +23,7 @@ from cya.core.fileindex import shown
 from cya.errors import EXIT_FAILED, CyaError, UsageError
 
 if TYPE_CHECKING:
+    from cya.actions.archive import ArchiveResult
     from cya.actions.ls import TreeListing
     from cya.actions.trim import TrimResult
 
@@ -142,7 +143,9 @@ def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool) -> None
 
     settings = obj.settings()
     result = backup_action.run(settings, obj.now, dry_run=dry_run,
-                               trim=settings.trim.auto and not no_trim)
+                               trim=settings.trim.auto and not no_trim,
+                               archive=settings.archive.auto and not no_archive,
+                               progress=obj.say if obj.verbosity >= 1 else None)
     placement = result.placement
     if result.recovered:
         obj.say(result.recovered)
@@ -156,6 +159,8 @@ def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool) -> None
         obj.say(f"  {int(stats.get('SourceFiles', 0))} files, "
                 f"{_size(stats.get('SourceFileSize', 0))} read, "
                 f"{_size(stats.get('TotalDestinationSizeChange', 0))} stored")
+    if result.archive is not None:
+        _render_archive(obj, result.archive)
     if result.trim is not None and not result.trim.plan.empty:
         _render_trim(obj, result.trim)
     for warning in result.warnings:
@@ -202,7 +207,8 @@ def _render_trim(obj: Context, result: TrimResult) -> None:
               help="Where to restore (must be empty unless --force).")
 @click.option("--path", metavar="P", help="Restore only this file or directory (its path "
                                           "in the backup); it lands as DIR/<its name>.")
-@click.option("--from-archive", is_flag=True, help="Fetch from the archive (not built yet).")
+@click.option("--from-archive", is_flag=True,
+              help="Restore from the archive in S3: thaw and fetch what the chain needs.")
 @click.option("--tier", type=click.Choice(["bulk", "standard"]), default="bulk",
               show_default=True, help="Archive retrieval tier.")
 @click.option("--wait", is_flag=True, help="Wait for an archive thaw to finish.")
@@ -214,12 +220,9 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
     """Restore the tree's newest backup at or before a date."""
     from cya.actions import restore as restore_action
 
-    if from_archive:
-        raise UsageError("--from-archive needs the archive, which this version does not have",
-                         "restore from the local tree without it")
     settings = obj.settings()
     plan = restore_action.plan(settings, obj.now, obj.local, date_text,
-                               config.absolute(target), path, force)
+                               config.absolute(target), path, force, from_archive, tier)
     backup = plan.backup
     what = f"/{plan.path}" if plan.path else "everything"
     head = "would restore" if dry_run else "restoring"
@@ -227,9 +230,14 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
             f"(chain of {backup.chain_length}, {backup.volumes} volume(s), "
             f"{_size(plan.bytes_to_read)} to read) into {plan.target}")
     obj.say(plan.explain())
+    if plan.fetch is not None:
+        cost = plan.fetch.estimate
+        obj.say(f"from the archive: thaw {cost.objects} bag(s), {_size(cost.thawed_bytes)} "
+                f"({tier}, about {cost.hours} hours), fetch {_size(cost.fetched_bytes)}; "
+                f"about ${cost.dollars:.2f}")
     if dry_run:
         return
-    restore_action.run(settings, plan)
+    restore_action.run(settings, plan, wait=wait, say=obj.say)
     obj.say(f"restored into {plan.target}")
 
 
@@ -309,6 +317,94 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
             size = "" if entry.size is None else _size(entry.size)
             lines.append(f"  {size:>9}  {shown(entry.path)}")
     click.echo("\n".join(lines))  # one write: a broad pattern can match 100,000s of lines
+
+
+@main.group(invoke_without_command=True)
+@click.option("--dry-run", is_flag=True, help="Print the bag plan; upload nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def archive(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Bag and upload every finished year not yet archived (subcommands: status, verify,
+    setup, prune)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from cya.actions import archive as archive_action
+
+    obj: Context = ctx.obj
+    result = archive_action.run(obj.settings(), obj.now, dry_run=dry_run,
+                                progress=None if as_json else obj.say)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+        return
+    _render_archive(obj, result)
+
+
+def _render_archive(obj: Context, result: ArchiveResult) -> None:
+    verb = "would upload" if result.dry_run else "archived"
+    if not result.plans:
+        obj.say("no finished year awaits the archive")
+    for plan in result.plans:
+        obj.say(f"{verb} {plan.year}: {len(plan.bags)} bag(s), {_size(plan.upload_bytes)} new, "
+                f"{_size(plan.reused_bytes)} already archived, {plan.files} file(s)")
+    if result.adopted:
+        obj.say(f"found {len(result.adopted)} bag(s) an interrupted run had sent")
+    if result.system_copied:
+        obj.say("copied the catalog and config to system/")
+
+
+@archive.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def archive_status(obj: Context, as_json: bool) -> None:
+    """What the archive holds, what awaits it, and pending thaws (from the catalog)."""
+    from cya.actions import archive_admin
+
+    state = archive_admin.status(obj.settings(), obj.now)
+    if as_json:
+        click.echo(json.dumps(state.as_json(), indent=2))
+        return
+    obj.say(f"bucket {state.bucket}: {len(state.years)} archived year(s), "
+            f"{state.bags} bag(s), {_size(state.bytes)}, about ${state.dollars_month:.2f}/month")
+    for year in state.years:
+        obj.say(f"  {year.year}: {year.files} file(s), {_size(year.bytes)} new, "
+                f"archived {year.archived_at}")
+    if state.awaiting:
+        obj.say("awaiting the archive: " + ", ".join(state.awaiting))
+    for bag, thaw in state.thaws.items():
+        obj.say(f"thaw of {bag}: {thaw}")
+    obj.say(f"system/ copied: {state.system_copied_at or 'never'}")
+
+
+@archive.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def archive_verify(obj: Context, as_json: bool) -> None:
+    """Check every recorded object is in the bucket with its size, class and checksum."""
+    from cya.actions import archive_admin
+
+    report = archive_admin.verify(obj.settings())
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        obj.say(f"checked {report.checked} object(s) in {report.bucket}")
+        for note in report.notes:
+            obj.say(f"note: {note}")
+        for problem in report.problems:
+            click.echo(f"cya: problem: {problem}", err=True)
+        if not report.problems:
+            obj.say("every recorded object is present and matches")
+    if report.problems:
+        sys.exit(EXIT_FAILED)
+
+
+@archive.command("setup")
+@click.pass_obj
+def archive_setup(obj: Context) -> None:
+    """Check the bucket; block public access; add the lifecycle rule for stale uploads."""
+    from cya.actions import archive_admin
+
+    for line in archive_admin.setup(obj.settings()):
+        obj.say(line)
 
 
 @main.command()

@@ -50,3 +50,13 @@ class CommandFailed(CyaError):
 
 class TreeError(CyaError):
     """The tree on disk is not in a state cya can work with."""
+
+
+class ArchiveError(CyaError):
+    """The bucket could not be reached, refused a request, or holds something unexpected."""
+
+
+class ThawPending(CyaError):
+    """Archived bags are still being thawed; the same command finishes the job later."""
+
+    exit_code = EXIT_TEMPFAIL

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cya import duplicity, execute
 from cya.actions.trim import TrimResult, trim_locked
@@ -35,12 +37,16 @@ from cya.config import Settings, read_passphrase
 from cya.core import fileindex
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
+from cya.core.retention import finished_years
 from cya.core.timescale import leaf_for
 from cya.errors import ConfigError, CyaError, TimeWentBackwards
 from cya.fsutil import atomic_write, crash_point, remove_tree
 from cya.lock import TreeLock
 from cya.recovery import finish, recover, undo
 from cya.tree import INDEX, BackupJournal, Tree, capture, publish, run_dir, seed
+
+if TYPE_CHECKING:
+    from cya.actions.archive import ArchiveResult
 
 
 @dataclass
@@ -52,6 +58,7 @@ class BackupResult:
     unreadable: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # kept backup, but exit 1
     trim: TrimResult | None = None
+    archive: ArchiveResult | None = None
 
 
 def check(settings: Settings) -> str | None:
@@ -76,11 +83,14 @@ def check(settings: Settings) -> str | None:
 
 
 def run(settings: Settings, now: datetime, dry_run: bool = False,
-        trim: bool = True) -> BackupResult:
-    """Make one backup at ``now``, then trim (if ``trim``). Raise CyaError on failure.
+        trim: bool = True, archive: bool = True,
+        progress: Callable[[str], None] | None = None) -> BackupResult:
+    """Make one backup at ``now``, then archive finished years (if ``archive`` and a
+    bucket is configured), then trim (if ``trim``). Raise CyaError on failure.
 
-    A failed trim does not undo or hide the backup: it is kept and the trim's
-    error is returned among the warnings.
+    A failed archive or trim does not undo or hide the backup: it is kept and the
+    error is returned among the warnings. The archive runs before the trim so that
+    a year archived now can be trimmed in the same run.
     """
     passphrase = check(settings)
     tree = Tree(settings.tree)
@@ -118,6 +128,8 @@ def run(settings: Settings, now: datetime, dry_run: bool = False,
         duplicity.drop_caches(cache)
         result.statistics = journal.statistics or {}
         result.unreadable = journal.unreadable or []
+        if archive and settings.archive.enabled:
+            result.archive = _archive(tree, catalog, settings, time, result, progress)
         if trim:
             try:
                 result.trim = trim_locked(tree, settings, now, dry_run=False)
@@ -134,6 +146,27 @@ def run(settings: Settings, now: datetime, dry_run: bool = False,
                 f"backup {show_time(time)} is kept, but {len(result.unreadable)} file(s) could not "
                 f"be read and are not in it: {shown}{more}; fix their permissions or exclude them")
         return result
+
+
+def _archive(tree: Tree, catalog: Catalog, settings: Settings, time: datetime,
+             result: BackupResult, progress: Callable[[str], None] | None
+             ) -> ArchiveResult | None:
+    """Archive the finished years not yet archived, if there are any (boto3 is loaded
+    only then: most days there is nothing to do)."""
+    done = {year.year for year in catalog.archived_years()}
+    if all(year.relpath in done for year in finished_years(tree.scan())):
+        return None
+    from cya.actions.archive import archive_locked
+
+    try:
+        return archive_locked(tree, catalog, settings, dry_run=False, progress=progress)
+    except CyaError as error:
+        result.warnings.append(f"backup {show_time(time)} is kept, but archiving failed: "
+                               f"{error.one_line()}")
+    except OSError as error:
+        result.warnings.append(f"backup {show_time(time)} is kept, but archiving failed: "
+                               f"{error}")
+    return None
 
 
 def _make(tree: Tree, settings: Settings, placement: Placement, journal: BackupJournal,

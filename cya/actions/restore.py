@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cya import duplicity, execute
 from cya.browse import private_tempdir, show_gap
@@ -27,6 +29,9 @@ from cya.fsutil import fsync_dir, remove_tree
 from cya.lock import TreeLock
 from cya.tree import Tree
 
+if TYPE_CHECKING:
+    from cya.archive.retrieve import ArchiveFetch
+
 
 @dataclass(frozen=True)
 class RestorePlan:
@@ -36,6 +41,9 @@ class RestorePlan:
     target: Path
     path: str | None  # relative to / as in the backup, or None for everything
     trimmed_between: bool  # the catalog knows backups between the chosen one and the date
+    fetch: ArchiveFetch | None = None  # restoring from the archive: what it takes
+    tier: str = "bulk"
+    archive_closer: datetime | None = None  # the archive holds a backup nearer the date
 
     def explain(self) -> str:
         gap = show_gap(self.asked, self.backup.time)
@@ -43,6 +51,9 @@ class RestorePlan:
                 f" — {gap}")
         if self.trimmed_between:
             text += "; finer backups of that period were trimmed"
+        if self.archive_closer is not None:
+            text += (f"; the archive holds {show_time(self.archive_closer)}, nearer: "
+                     "add --from-archive for it")
         return text
 
 
@@ -54,9 +65,11 @@ def parse_date(text: str, now: datetime, local: tzinfo) -> datetime:
 
 
 def plan(settings: Settings, now: datetime, local: tzinfo, date_text: str, target: Path,
-         path: str | None, force: bool) -> RestorePlan:
-    """Check everything and choose the backup. Raise CyaError (exit 2 for bad input,
-    1 when nothing is restorable at that date)."""
+         path: str | None, force: bool, from_archive: bool = False,
+         tier: str = "bulk") -> RestorePlan:
+    """Check everything and choose the backup (from the tree, or with ``from_archive``
+    from the archive). Raise CyaError (exit 2 for bad input, 1 when nothing is
+    restorable at that date)."""
     asked = parse_date(date_text, now, local)
     tree = Tree(settings.tree)
     tree.require()
@@ -65,39 +78,86 @@ def plan(settings: Settings, now: datetime, local: tzinfo, date_text: str, targe
     if target.is_dir() and any(target.iterdir()) and not force:
         raise UsageError(f"target {target} is not empty",
                          "choose an empty or new directory, or add --force to replace it")
-    view = tree.scan()
+    with Catalog(tree.catalog_path) as catalog:
+        known = [r.time for r in catalog.backups()]
+        archived = catalog.archived_years()
+        if from_archive:
+            if not archived:
+                raise CyaError("the archive holds no year yet",
+                               "restore from the tree without --from-archive")
+            from cya.archive.retrieve import archived_view, plan_fetch
+
+            view = archived_view(catalog)
+            backup = _choose(view, asked, "the archive")
+            fetch = plan_fetch(catalog, backup, tier)
+            to_read = fetch.fetch_bytes
+        else:
+            view = tree.scan()
+            fetch = None
+            archived_backup = None
+            if archived:
+                from cya.archive.retrieve import archived_view
+
+                archived_backup = choose(archived_view(catalog), asked)
+            local_backup = choose(view, asked)
+            if local_backup is None and archived_backup is not None:
+                raise CyaError(f"the tree holds no backup at or before {show_time(asked)}",
+                               f"the archive holds {show_time(archived_backup.time)}: "
+                               "add --from-archive")
+            backup = _choose(view, asked, "the tree")
+            to_read = bytes_to_read(view, backup)
+    between = any(format_time(backup.time) < t <= format_time(asked) for t in known)
+    closer = (archived_backup.time if fetch is None and archived_backup is not None
+              and archived_backup.time > backup.time else None)
+    relative = path.strip("/") if path else None
+    return RestorePlan(asked, backup, to_read, target, relative or None, between,
+                       fetch, tier, closer)
+
+
+def _choose(view, asked: datetime, where: str) -> Restorable:
     backup = choose(view, asked)
     if backup is None:
         everything = restorable(view)
         if not everything:
-            raise CyaError("the tree holds no backup yet", "run: cya backup")
-        raise CyaError(f"no backup at or before {show_time(asked)}",
+            raise CyaError(f"{where} holds no backup yet", "run: cya backup")
+        raise CyaError(f"{where} holds no backup at or before {show_time(asked)}",
                        f"the earliest restorable date is {show_time(everything[0].time)}")
-    with Catalog(tree.catalog_path) as catalog:
-        known = [r.time for r in catalog.backups()]
-    between = any(format_time(backup.time) < t <= format_time(asked) for t in known)
-    relative = path.strip("/") if path else None
-    return RestorePlan(asked, backup, bytes_to_read(view, backup), target,
-                       relative or None, between)
+    return backup
 
 
-def run(settings: Settings, the_plan: RestorePlan) -> None:
-    """Restore per ``the_plan``; raise CyaError if duplicity fails (the target untouched)."""
+def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
+        say: Callable[[str], None] = lambda text: None) -> None:
+    """Restore per ``the_plan``; raise CyaError if duplicity fails (the target untouched),
+    ThawPending while archived bags are still thawing."""
     passphrase = read_passphrase(settings)
     tree = Tree(settings.tree)
     target = the_plan.target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.cya-restore-{secrets.token_hex(4)}"
+    fetched = tree.staging / f"fetch-{secrets.token_hex(4)}"
+    source = tree.files_dir(the_plan.backup.level)
     staging.mkdir(mode=0o700)
     try:
         with TreeLock(tree.lock_path, shared=True), private_tempdir() as work:
+            if the_plan.fetch is not None:
+                from cya.archive.retrieve import fetch, thaw
+                from cya.archive.s3 import Remote
+
+                remote = Remote(settings.archive)
+                with Catalog(tree.catalog_path) as catalog:
+                    thaw(remote, catalog, the_plan.fetch, the_plan.tier, wait, say)
+                fetched.mkdir(mode=0o700)
+                received = fetch(remote, the_plan.fetch, fetched)
+                say(f"fetched {received} bytes from {len(the_plan.fetch.bags)} bag(s), "
+                    f"every SHA-256 verified")
+                source = fetched / the_plan.backup.level.relpath / "files"
             restored = staging / "restored"
             out = restored / Path(the_plan.path).name if the_plan.path else restored
             if the_plan.path:
                 restored.mkdir()
             log_file = work / "duplicity.log"
             argv = duplicity.reading_argv(
-                "restore", settings=settings, source=tree.files_dir(the_plan.backup.level),
+                "restore", settings=settings, source=source,
                 time=the_plan.backup.time, work=work, log_file=log_file,
                 extra=[*(["--path-to-restore", the_plan.path] if the_plan.path else []),
                        str(out)])
@@ -114,6 +174,7 @@ def run(settings: Settings, the_plan: RestorePlan) -> None:
         _put_in_place(restored, target)
     finally:
         remove_tree(staging)
+        remove_tree(fetched)
 
 
 def _put_in_place(restored: Path, target: Path) -> None:

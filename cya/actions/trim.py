@@ -15,13 +15,14 @@ place, and step 2 of the next run (trim or backup) finishes the removal.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from cya.catalog import Catalog
 from cya.config import Settings
-from cya.core.retention import TrimPlan, plan_trim
-from cya.core.timescale import Level, leaf_for
+from cya.core.retention import TrimPlan, finished_years, plan_trim
+from cya.core.timescale import leaf_for
 from cya.core.treeview import TreeView
 from cya.fsutil import crash_point
 from cya.lock import TreeLock
@@ -54,18 +55,23 @@ def run(settings: Settings, now: datetime, dry_run: bool = False) -> TrimResult:
         return trim_locked(tree, settings, now, dry_run)
 
 
-def plan(view: TreeView, settings: Settings, now: datetime) -> TrimPlan:
-    """The trim plan for this tree now: what is protected, and what the keep counts say."""
+def plan(view: TreeView, settings: Settings, now: datetime,
+         archived: Collection[str] = ()) -> TrimPlan:
+    """The trim plan for this tree now: what is protected, and what the keep counts say.
+    ``archived``: the year levels (paths) the archive holds already."""
     current = [leaf for leaf in (view.newest_leaf(), leaf_for(now.date(), settings.week_start))
                if leaf is not None and leaf in view.files]
-    awaiting = finished_years(view) if settings.archive.enabled else []
+    awaiting = [year for year in finished_years(view) if year.relpath not in archived] \
+        if settings.archive.enabled else []
     return plan_trim(view.levels(), view.chained(), settings.trim.keep_for, current, awaiting)
 
 
 def trim_locked(tree: Tree, settings: Settings, now: datetime, dry_run: bool) -> TrimResult:
     """Plan and (unless ``dry_run``) apply a trim; the caller holds the tree lock."""
     view = tree.scan()
-    the_plan = plan(view, settings, now)
+    with Catalog(tree.catalog_path) as catalog:
+        archived = {year.year for year in catalog.archived_years()}
+    the_plan = plan(view, settings, now, archived)
     doomed = [d.level for d in the_plan.delete]
     freed = bytes_freed(tree, doomed)
     if not dry_run and doomed:
@@ -74,12 +80,3 @@ def trim_locked(tree: Tree, settings: Settings, now: datetime, dry_run: bool) ->
         crash_point("after-trash-rename")
         empty_trash(tree)
     return TrimResult(the_plan, freed, dry_run)
-
-
-def finished_years(view: TreeView) -> list[Level]:
-    """Year levels before the newest backup's year (DESIGN.md 4: a year is finished
-    once the tree holds a backup in a later year). None is archived yet."""
-    leaf = view.newest_leaf()
-    if leaf is None:
-        return []
-    return [level for level in view.levels() if level.kind == "year" and level.name < leaf.names[2]]

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from cya.core.timescale import Level
+from cya.core.treeview import TreeView
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,12 @@ def without(levels: Collection[Level], plan: TrimPlan) -> set[Level]:
     doomed = [d.level for d in plan.delete]
     return {level for level in levels
             if not any(level == gone or gone.is_ancestor_of(level) for gone in doomed)}
+
+
+def finished_years(view: TreeView) -> list[Level]:
+    """Year levels before the newest backup's year (DESIGN.md 4: a year is finished
+    once the tree holds a backup in a later year)."""
+    leaf = view.newest_leaf()
+    if leaf is None:
+        return []
+    return [level for level in view.levels() if level.kind == "year" and level.name < leaf.names[2]]
