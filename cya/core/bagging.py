@@ -14,7 +14,7 @@ Rules of the plan, kept by the property tests:
   stored in exactly one bag, and every name is stored once;
 * a bag holds whole files; a bag is about ``bag_size``: it closes before a file
   that would take it over, and a file larger than ``bag_size`` has a bag of its
-  own;
+  own (the open bag stays open, so a chain's small files stay together);
 * files are ordered by backup time, then name, so one backup set's volumes, and
   a chain's sets, sit together and a restore thaws few bags;
 * the plan is deterministic: the same files give the same bags and keys.
@@ -132,6 +132,9 @@ def plan_bags(year: str, files: Iterable[YearFile], archived: Mapping[str, int],
     filled = 0
     for blob in blobs:
         cost = blob.tar_bytes()
+        if cost > bag_size:  # a bag of its own; the open bag stays open for what follows
+            bags.append(BagSpec((blob,)))
+            continue
         if current and filled + cost > bag_size:
             bags.append(BagSpec(tuple(current)))
             current, filled = [], 0

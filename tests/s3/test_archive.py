@@ -1,0 +1,163 @@
+"""The archive against a real S3-protocol server (moto_server over HTTP): finished years
+bagged into Deep Archive, the decade's full stored once, ``tar -x`` giving back the
+levels, a trimmed year restored from the archive through a thaw, SHA-256 checked."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from tests.helpers import change_source, restored_source, snapshot
+from tests.s3.conftest import archive_workspace, keys, set_thaw_pending
+
+DAYS = ["2012-12-04", "2012-12-10", "2013-01-08", "2013-02-05", "2014-01-07", "2015-01-06"]
+
+
+def set_config(ws, old: str, new: str) -> None:
+    text = ws.config.read_text()
+    assert old in text
+    ws.config.write_text(text.replace(old, new))
+
+
+def add_big_file(ws, day: int) -> None:
+    """6 MB that do not compress: the full backup needs a bag of its own at 5 MiB bags."""
+    (ws.source / "big.bin").write_bytes(
+        b"".join(hashlib.sha256(f"{day} {i}".encode()).digest() for i in range(190_000)))
+    os.utime(ws.source / "big.bin", (1_000_000_000, 1_000_000_000))
+
+
+@pytest.fixture(scope="module")
+def archived(tmp_path_factory, moto_endpoint):
+    """Six backups over four years with a bucket configured (5 MiB bags): each new year's
+    first backup archives the year before it, and the trim then drops 2012 and 2013."""
+    import boto3
+
+    from tests.s3.conftest import CREDENTIALS
+
+    os.environ.update(CREDENTIALS)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.bucket, s3.endpoint = "cya-archive-scenario", moto_endpoint
+    s3.create_bucket(Bucket=s3.bucket)
+    ws = archive_workspace(tmp_path_factory.mktemp("archived"), s3)
+    set_config(ws, 'bag_size = "40GB"', 'bag_size = "5MiB"')
+    states, outputs = {}, {}
+    for number, day in enumerate(DAYS):
+        change_source(ws.source, number)
+        if number == 0:
+            add_big_file(ws, number)
+        outputs[day] = ws.backup(f"{day}T12:00").stdout
+        states[day] = snapshot(ws.source)
+    return ws, s3, states, outputs
+
+
+def manifests(s3) -> list[dict]:
+    return [json.loads(s3.get_object(Bucket=s3.bucket, Key=key)["Body"].read())
+            for key in keys(s3, "manifests/")]
+
+
+def test_finished_years_go_to_deep_archive_as_bags(archived):
+    ws, s3, _, outputs = archived
+    assert "archived 2000/2010/2012" in outputs["2013-01-08"]
+    assert "archived 2000/2010/2013" in outputs["2014-01-07"]
+    assert "archived 2000/2010/2014" in outputs["2015-01-06"]
+    found = keys(s3)
+    bags = [k for k in found if k.startswith("bags/")]
+    assert {k.split("/")[1] for k in bags} == {"2012", "2013", "2014"}
+    assert len([k for k in bags if k.startswith("bags/2012/")]) >= 2  # 5 MiB bags
+    assert {"years/2012.json", "years/2013.json", "years/2014.json", "system/catalog.sqlite",
+            "system/config.toml"} <= set(found)
+    for key, item in found.items():
+        assert item["StorageClass"] == ("DEEP_ARCHIVE" if key.startswith("bags/") else "STANDARD")
+    # Deep Archive: no GET before a thaw
+    with pytest.raises(s3.exceptions.ClientError, match="InvalidObjectState"):
+        s3.get_object(Bucket=s3.bucket, Key=bags[0])
+    # the trim dropped the archived years it no longer keeps; 2014 and 2015 stay
+    years = sorted(p.name for p in (ws.tree / "2000" / "2010").iterdir() if p.name != "files")
+    assert years == ["2014", "2015"]
+    # the system copy holds no file names of the user's (no file index)
+    catalog = found["system/catalog.sqlite"]
+    assert catalog["Size"] > 0
+    data = s3.get_object(Bucket=s3.bucket, Key="system/catalog.sqlite")["Body"].read()
+    assert b"journal.txt" not in data and b"docs/note" not in data
+
+
+def test_every_duplicity_file_is_stored_once(archived):
+    _, s3, _, _ = archived
+    names = [m["path"].rsplit("/", 1)[1] for manifest in manifests(s3)
+             for m in manifest["members"]]
+    assert len(names) == len(set(names))
+    # the decade's full sits at the root of 2013's chain but was stored with 2012
+    index_2013 = json.loads(s3.get_object(Bucket=s3.bucket, Key="years/2013.json")["Body"].read())
+    full = [path for path in index_2013["files"] if "/2013/files/duplicity-full." in path]
+    assert full and all(index_2013["files"][p]["bag"].startswith("bags/2012/") for p in full)
+
+
+def test_tar_x_of_a_bag_gives_back_the_levels(archived, tmp_path):
+    _, s3, _, _ = archived
+    manifest = next(m for m in manifests(s3) if m["year"] == "2000/2010/2012"
+                    and len(m["members"]) > 1)
+    s3.restore_object(Bucket=s3.bucket, Key=manifest["bag"],
+                      RestoreRequest={"Days": 1, "GlacierJobParameters": {"Tier": "Bulk"}})
+    data = s3.get_object(Bucket=s3.bucket, Key=manifest["bag"])["Body"].read()
+    assert len(data) == manifest["size"]
+    (tmp_path / "bag.tar").write_bytes(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "-x", "-f", str(tmp_path / "bag.tar"), "-C", str(out)], check=True)
+    for member in manifest["members"]:
+        path = out / member["path"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == member["sha256"]
+        assert data[member["offset"]:member["offset"] + member["size"]] == path.read_bytes()
+        for link in member["links"]:  # the same file in other levels: one inode
+            assert (out / link).stat().st_ino == path.stat().st_ino
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert all(m.uid == 0 and m.mode == 0o600 for m in tar.getmembers())
+
+
+def test_a_trimmed_year_restores_from_the_archive_through_a_thaw(archived, tmp_path):
+    ws, s3, states, _ = archived
+    target = tmp_path / "restored"
+    # the tree alone restores only the decade's full of 2012-12-04, and says the archive
+    # holds the asked day
+    local = ws.cya("restore", "--date", "2012-12-10", "--target", str(target), "--dry-run")
+    assert "restored 2012-12-04 12:00:00 UTC — 6 days earlier" in local.stdout
+    assert "the archive holds 2012-12-10 12:00:00 UTC, nearer: add --from-archive" in local.stdout
+
+    args = ("restore", "--date", "2012-12-10", "--target", str(target), "--from-archive")
+    dry = ws.cya(*args, "--dry-run")
+    # the full's 6 MB volume has a bag of its own; the chain's other files share one
+    assert "thaw 2 bag(s)" in dry.stdout
+    first = ws.cya(*args, check=False)
+    assert first.returncode == 75, first.stderr
+    assert "asked S3 to thaw" in first.stdout and "run the same command again" in first.stderr
+    assert not target.exists()
+    set_thaw_pending(s3.endpoint, 1)  # S3 says the thaw is still going once more
+    second = ws.cya(*args, check=False)
+    assert second.returncode == 75 and "asked S3" not in second.stdout, second
+    third = ws.cya(*args)
+    assert "every SHA-256 verified" in third.stdout
+    assert snapshot(restored_source(target, ws.source)) == states["2012-12-10"]
+    assert not list((ws.tree / ".cya" / "staging").iterdir())
+
+
+def test_archive_verify_finds_a_missing_object(archived):
+    ws, s3, _, _ = archived
+    good = ws.cya("archive", "verify")
+    assert "every recorded object is present and matches" in good.stdout
+    index = s3.get_object(Bucket=s3.bucket, Key="years/2014.json")["Body"].read()
+    s3.delete_object(Bucket=s3.bucket, Key="years/2014.json")
+    try:
+        bad = ws.cya("archive", "verify", check=False)
+        assert bad.returncode == 1 and "years/2014.json is missing" in bad.stderr
+    finally:
+        s3.put_object(Bucket=s3.bucket, Key="years/2014.json", Body=index)
+    status = json.loads(ws.cya("archive", "status", "--json").stdout)
+    assert [y["year"] for y in status["years"]] == ["2000/2010/2012", "2000/2010/2013",
+                                                    "2000/2010/2014"]
+    assert status["awaiting"] == [] and status["bags"] == len(keys(s3, "bags/"))
