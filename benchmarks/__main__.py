@@ -1,4 +1,4 @@
-"""python -m benchmarks [all|overhead|simulate|treeops] [--quick] [--days N]
+"""python -m benchmarks [all|overhead|simulate|treeops|archive|cost] [--quick] [--days N]
 
 Prints a table of figures and writes them as JSON (benchmarks/results/).
 """
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import overhead, simulate, treeops
+from benchmarks import archive, costmodel, overhead, simulate, treeops
 
 
 def machine() -> str:
@@ -28,7 +28,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("what", nargs="?", default="all",
-                        choices=["all", "overhead", "simulate", "treeops"])
+                        choices=["all", "overhead", "simulate", "treeops", "archive", "cost"])
     parser.add_argument("--quick", action="store_true", help="small data, 35 days")
     parser.add_argument("--days", type=int, help="simulated days (default 35 quick, 365 full)")
     parser.add_argument("--seed", type=int, default=2012)
@@ -42,7 +42,9 @@ def main() -> None:
         work = Path(scratch)
         for name, job in (("overhead", lambda: overhead.run(work, args.quick, args.seed)),
                           ("simulate", lambda: simulate.run(work, args.quick, args.seed, days)),
-                          ("treeops", lambda: treeops.run(work, args.quick))):
+                          ("treeops", lambda: treeops.run(work, args.quick)),
+                          ("archive", lambda: archive.run(work, args.quick, args.seed)),
+                          ("cost", lambda: costmodel.run(work, args.quick, args.seed))):
             if args.what in ("all", name):
                 started = time.perf_counter()
                 results[name] = job()

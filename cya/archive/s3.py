@@ -223,7 +223,8 @@ class StreamingUpload:
         self.key = key
         self.part_size = part_size
         self.nonce = secrets.token_hex(16)
-        self.buffer = bytearray()
+        self.chunks: list[bytes] = []  # the part being filled, as written
+        self.filled = 0
         self.position = 0
         self.parts: list[dict] = []
         self.digests: list[bytes] = []
@@ -240,30 +241,39 @@ class StreamingUpload:
         return self.position
 
     def write(self, data: bytes) -> int:
-        self.buffer += data
-        self.position += len(data)
-        while len(self.buffer) >= self.part_size:
-            part = bytes(self.buffer[:self.part_size])
-            del self.buffer[:self.part_size]
-            self._send(part)
-        return len(data)
+        count = len(data)
+        self.position += count
+        while data:
+            room = self.part_size - self.filled
+            piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
+            self.chunks.append(piece)
+            self.filled += len(piece)
+            if self.filled == self.part_size:
+                self._send()
+        return count
 
     def flush(self) -> None:
         pass
 
-    def _send(self, data: bytes) -> None:
+    def _send(self) -> None:
+        """Hand the filled part to the pool. Memory stays near (in_flight + 1) parts:
+        the slot is taken before the part's bytes are joined."""
         self._raise_failed()
-        number = len(self.parts) + 1
-        digest = hashlib.sha256(data).digest()
-        entry = {"PartNumber": number, "ChecksumSHA256": b64(digest)}
-        self.parts.append(entry)
-        self.digests.append(digest)
         self.slots.acquire()
+        data = b"".join(self.chunks)
+        self.chunks, self.filled = [], 0
+        entry = {"PartNumber": len(self.parts) + 1}
+        self.parts.append(entry)
+        self.digests.append(b"")
         future = self.pool.submit(self._upload_part, entry, data)
         future.add_done_callback(lambda _: self.slots.release())
         self.pending.append(future)
 
     def _upload_part(self, entry: dict, data: bytes) -> None:
+        # hashed here, in the pool: hashlib releases the GIL, so it runs beside the tar
+        digest = hashlib.sha256(data).digest()
+        self.digests[entry["PartNumber"] - 1] = digest
+        entry["ChecksumSHA256"] = b64(digest)
         with self.remote.errors(f"upload part {entry['PartNumber']} of {self.key}"):
             answer = self.remote.client.upload_part(
                 Bucket=self.remote.bucket, Key=self.key, UploadId=self.upload_id,
@@ -281,9 +291,8 @@ class StreamingUpload:
         """Send what is left, complete the upload, and check it by HEAD. Raise
         ArchiveError (after aborting the upload) if anything does not match."""
         try:
-            if self.buffer or not self.parts:
-                self._send(bytes(self.buffer))
-                self.buffer.clear()
+            if self.chunks or not self.parts:
+                self._send()
             for future in self.pending:
                 future.result()
             self.pool.shutdown()
