@@ -284,11 +284,16 @@ def _render_tree(obj: Context, listing: TreeListing) -> None:
         span = (f"{_day(times[0], obj)} .. {_day(times[-1], obj)}" if len(times) > 1
                 else _day(times[0], obj) if times else "no complete backup")
         label = "  " * depth + ("└─ " if depth else "") + level.level.name
+        mark = f"  [{level.archive}]" if level.archive else ""
         click.echo(f"{label:<28} {level.level.kind:<7} chain {len(times):>2}  {span:<36} "
-                   f"unique {_size(level.unique_bytes)}")
+                   f"unique {_size(level.unique_bytes)}{mark}")
         if obj.verbosity >= 1:
             for when, full in level.backups:
                 click.echo(" " * 30 + show_time(when) + (" (full)" if full else ""))
+
+
+    for year in listing.archive_only:
+        click.echo(f"{year}: in the archive only (restore --from-archive)")
 
 
 def _day(moment: datetime, obj: Context) -> str:
@@ -408,6 +413,37 @@ def archive_setup(obj: Context) -> None:
 
 
 @main.command()
+@click.option("--bucket", required=True, help="The bucket the archive is in.")
+@click.option("--prefix", default="", help="Key prefix in the bucket.")
+@click.option("--endpoint-url", default="", help="S3-compatible endpoint (default: AWS).")
+@click.option("--region", default="us-east-1", show_default=True)
+@click.option("--tree", required=True, metavar="DIR", type=click.Path(path_type=Path),
+              help="Where the new (empty) tree goes.")
+@click.option("--passphrase-file", metavar="F", type=click.Path(path_type=Path),
+              help="Your copy of the passphrase file (default: the path the old config named).")
+@click.option("--force", is_flag=True, help="Replace an existing config file.")
+@click.pass_obj
+def recover(obj: Context, bucket, prefix, endpoint_url, region, tree, passphrase_file,
+            force) -> None:
+    """Rebuild the config and catalog from the bucket after losing the machine."""
+    from cya.actions import recover as recover_action
+
+    result = recover_action.run(recover_action.RecoverRequest(
+        config_path=config.absolute(config.config_path_for_init(obj.config_file)),
+        tree=tree, bucket=bucket, prefix=prefix.strip("/"), endpoint_url=endpoint_url,
+        region=region, passphrase_file=passphrase_file, force=force))
+    obj.say(f"wrote config {result.config_path} (mode 0600) and tree {result.tree}")
+    source = "the catalog copy in system/" if result.from_copy else "the year indexes"
+    obj.say(f"the archive holds {len(result.years)} year(s) (from {source}): "
+            + (", ".join(result.years) or "none"))
+    if result.added_from_indexes and result.from_copy:
+        obj.say("added from their indexes: " + ", ".join(result.added_from_indexes))
+    for warning in result.warnings:
+        click.echo(f"cya: warning: {warning}", err=True)
+    obj.say("next: cya restore --date D --target DIR --from-archive")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--max-age", metavar="DURATION",
               help="Exit 1 when the last backup is older (e.g. 36h, 2D).")
@@ -439,6 +475,12 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
         obj.say(f"lock: {'held by ' + state.lock if state.lock else 'free'}")
         if state.interrupted:
             obj.say("an interrupted backup will be finished or undone by the next run")
+        if state.archive is not None:
+            awaiting = state.archive["awaiting_years"]
+            obj.say(f"archive: {state.archive['archived_years']} year(s) archived, "
+                    f"{len(awaiting)} awaiting" + (f" ({', '.join(awaiting)})" if awaiting
+                                                     else "")
+                    + f", {state.archive['pending_thaws']} thaw(s) pending")
     if too_old:
         age = "no backup at all" if state.age is None else \
             f"the last backup is {state.age.total_seconds() / 3600:.1f} hours old"

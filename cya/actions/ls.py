@@ -17,6 +17,7 @@ from cya.config import Settings
 from cya.core import fileindex
 from cya.core.chains import Restorable, choose, restorable
 from cya.core.names import format_time
+from cya.core.retention import finished_years
 from cya.core.timescale import Level
 from cya.errors import CyaError
 from cya.tree import Tree
@@ -27,6 +28,7 @@ class LevelListing:
     level: Level
     backups: tuple[tuple[datetime, bool], ...]  # (time, full) in chain order
     unique_bytes: int
+    archive: str | None = None  # "archived", "awaiting" (a finished year), or None
 
     def as_json(self) -> dict:
         return {
@@ -35,7 +37,7 @@ class LevelListing:
             "chain_length": len(self.backups),
             "backups": [{"time": format_time(t), "full": full} for t, full in self.backups],
             "unique_bytes": self.unique_bytes,
-            "archive": None,  # archiving is not built yet: nothing is archived
+            "archive": self.archive,
         }
 
 
@@ -45,22 +47,37 @@ class TreeListing:
     levels: tuple[LevelListing, ...]
     restorable: int
     total_bytes: int
+    archive_only: tuple[str, ...] = ()  # archived years no longer in the tree
 
     def as_json(self) -> dict:
         return {"tree": self.tree, "restorable_backups": self.restorable,
                 "total_bytes": self.total_bytes,
-                "levels": [level.as_json() for level in self.levels]}
+                "levels": [level.as_json() for level in self.levels],
+                "archive_only_years": list(self.archive_only)}
 
 
 def tree_listing(settings: Settings) -> TreeListing:
     tree = Tree(settings.tree)
     tree.require()
     view = tree.scan()
+    with Catalog(tree.catalog_path) as catalog:
+        archived = [Level(tuple(y.year.split("/"))) for y in catalog.archived_years()]
+    finished = finished_years(view) if settings.archive.enabled else []
+
+    def state(level: Level) -> str | None:
+        for year in level.lineage():
+            if year in archived:
+                return "archived"
+            if year in finished:
+                return "awaiting"
+        return None
+
     levels = tuple(
         LevelListing(level, tuple((s.time, s.full) for s in view.backups(level)),
-                     view.unique_bytes(level))
+                     view.unique_bytes(level), state(level))
         for level in view.levels())
-    return TreeListing(str(tree.root), levels, len(restorable(view)), view.total_bytes())
+    only = tuple(year.relpath for year in archived if year not in view.files)
+    return TreeListing(str(tree.root), levels, len(restorable(view)), view.total_bytes(), only)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cya.catalog import Catalog
 from cya.config import Settings
 from cya.core.chains import restorable
 from cya.core.names import format_time
+from cya.core.retention import finished_years
 from cya.lock import lock_holder
 from cya.tree import Tree
 
@@ -24,6 +26,7 @@ class Status:
     total_bytes: int
     lock: str | None
     interrupted: bool  # a journal of an interrupted backup waits for the next run
+    archive: dict | None = None  # with archiving on: archived, awaiting, pending thaws
 
     def as_json(self) -> dict:
         return {
@@ -37,6 +40,7 @@ class Status:
             "total_bytes": self.total_bytes,
             "lock_holder": self.lock,
             "interrupted_run_pending": self.interrupted,
+            "archive": self.archive,
         }
 
 
@@ -47,6 +51,15 @@ def run(settings: Settings, now: datetime) -> Status:
     points = restorable(view)
     last = view.newest()
     leaf = view.newest_leaf()
+    archive = None
+    if settings.archive.enabled:
+        with Catalog(tree.catalog_path) as catalog:
+            done = {y.year for y in catalog.archived_years()}
+            archive = {"archived_years": len(done),
+                       "awaiting_years": [y.relpath for y in finished_years(view)
+                                          if y.relpath not in done],
+                       "pending_thaws": len(catalog.thaws()),
+                       "system_copied_at": catalog.get_meta("system_copied_at")}
     return Status(
         tree=str(tree.root),
         last_backup=last,
@@ -58,4 +71,5 @@ def run(settings: Settings, now: datetime) -> Status:
         total_bytes=view.total_bytes(),
         lock=lock_holder(tree.lock_path),
         interrupted=tree.journal_path.exists(),
+        archive=archive,
     )

@@ -85,12 +85,17 @@ def keys(s3, prefix: str = "") -> dict[str, dict]:
     return found
 
 
-def set_thaw_pending(endpoint: str, heads: int) -> None:
-    """Make the next ``heads`` HEADs of a thawing object say the thaw is still going."""
-    body = ('{"model_name": "s3::keyrestore", "transition": '
-            f'{{"progression": "manual", "times": {heads}}}}}').encode()
-    request = urllib.request.Request(endpoint + "/moto-api/state-manager/set-transition",
-                                     data=body, method="POST")
+def set_thaw_pending(endpoint: str, heads: int | None) -> None:
+    """Make the next ``heads`` HEADs of every thawing object say the thaw is still going
+    (None: thaws finish at once again, moto's default)."""
+    if heads is None:
+        path, body = "unset-transition", '{"model_name": "s3::keyrestore"}'
+    else:
+        path = "set-transition"
+        body = ('{"model_name": "s3::keyrestore", "transition": '
+                f'{{"progression": "manual", "times": {heads}}}}}')
+    request = urllib.request.Request(f"{endpoint}/moto-api/state-manager/{path}",
+                                     data=body.encode(), method="POST")
     urllib.request.urlopen(request, timeout=5).close()
 
 

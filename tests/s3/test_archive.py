@@ -138,7 +138,10 @@ def test_a_trimmed_year_restores_from_the_archive_through_a_thaw(archived, tmp_p
     assert "asked S3 to thaw" in first.stdout and "run the same command again" in first.stderr
     assert not target.exists()
     set_thaw_pending(s3.endpoint, 1)  # S3 says the thaw is still going once more
-    second = ws.cya(*args, check=False)
+    try:
+        second = ws.cya(*args, check=False)
+    finally:
+        set_thaw_pending(s3.endpoint, None)
     assert second.returncode == 75 and "asked S3" not in second.stdout, second
     third = ws.cya(*args)
     assert "every SHA-256 verified" in third.stdout
@@ -161,3 +164,45 @@ def test_archive_verify_finds_a_missing_object(archived):
     assert [y["year"] for y in status["years"]] == ["2000/2010/2012", "2000/2010/2013",
                                                     "2000/2010/2014"]
     assert status["awaiting"] == [] and status["bags"] == len(keys(s3, "bags/"))
+
+
+def test_recover_rebuilds_config_and_catalog_from_the_bucket(archived, tmp_path):
+    """The machine is lost: with the bucket and the passphrase, a new machine restores."""
+    ws, s3, states, _ = archived
+    from tests.helpers import Workspace
+    from tests.s3.conftest import CREDENTIALS
+
+    new = Workspace(tmp_path / "new-machine")
+    new.env.update(CREDENTIALS)
+    args = ("recover", "--bucket", s3.bucket, "--endpoint-url", s3.endpoint,
+            "--tree", str(new.tree), "--passphrase-file", str(ws.passphrase_file))
+    result = new.cya(*args)
+    assert "the archive holds 3 year(s) (from the catalog copy in system/)" in result.stdout
+    assert oct(new.config.stat().st_mode & 0o777) == "0o600"
+    status = json.loads(new.cya("archive", "status", "--json").stdout)
+    assert [y["year"] for y in status["years"]] == ["2000/2010/2012", "2000/2010/2013",
+                                                    "2000/2010/2014"]
+    target = tmp_path / "restored"
+    restore = ("restore", "--date", "2013-02-05", "--target", str(target), "--from-archive")
+    assert new.cya(*restore, check=False).returncode == 75  # 2013's bags start thawing
+    new.cya(*restore)
+    assert snapshot(restored_source(target, ws.source)) == states["2013-02-05"]
+    # a second recover refuses to overwrite, and without the catalog copy the year
+    # indexes and manifests give the same archive
+    again = new.cya(*args, check=False)
+    assert again.returncode == 2 and "exists" in again.stderr
+    copy = s3.get_object(Bucket=s3.bucket, Key="system/catalog.sqlite")["Body"].read()
+    s3.delete_object(Bucket=s3.bucket, Key="system/catalog.sqlite")
+    try:
+        third = Workspace(tmp_path / "third-machine")
+        third.env.update(CREDENTIALS)
+        result = third.cya("recover", "--bucket", s3.bucket, "--endpoint-url", s3.endpoint,
+                           "--tree", str(third.tree))
+        assert "the archive holds 3 year(s) (from the year indexes)" in result.stdout
+        # without --passphrase-file the old config's path stays (it exists here)
+        assert str(ws.passphrase_file) in third.config.read_text()
+        dry = third.cya("restore", "--date", "2012-12-10", "--target", str(tmp_path / "t3"),
+                        "--from-archive", "--dry-run")
+        assert "2012-12-10 12:00:00" in dry.stdout
+    finally:
+        s3.put_object(Bucket=s3.bucket, Key="system/catalog.sqlite", Body=copy)
