@@ -286,3 +286,33 @@ class Catalog:
             copy.execute("VACUUM")
         finally:
             copy.close()
+
+    def drop_years(self, years: list[str], queue: list[tuple[str, str]]) -> None:
+        """Forget archived years and queue objects for deletion (key, due ISO time), in one
+        transaction: the queue is the record of what still has to go from the bucket."""
+        with self.transaction() as db:
+            for year in years:
+                db.execute("DELETE FROM archived_files WHERE year = ?", (year,))
+                db.execute("DELETE FROM archived_years WHERE year = ?", (year,))
+            db.executemany("INSERT OR IGNORE INTO deferred_deletions VALUES (?, ?)", queue)
+
+    def deletions(self) -> list[tuple[str, str]]:
+        """(key, due) of every object queued for deletion."""
+        return list(self.db.execute("SELECT key, due FROM deferred_deletions ORDER BY key"))
+
+    def deleted(self, key: str) -> None:
+        """An object is gone from the bucket: drop its queue row, and a bag's records."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM deferred_deletions WHERE key = ?", (key,))
+            db.execute("DELETE FROM blobs WHERE bag = ?", (key,))
+            db.execute("DELETE FROM thaws WHERE bag = ?", (key,))
+            db.execute("DELETE FROM bags WHERE key = ?", (key,))
+
+    def year_needs(self) -> dict[str, set[str]]:
+        """bag key -> the archived years whose files lie in it."""
+        needs: dict[str, set[str]] = {}
+        rows = self.db.execute("SELECT DISTINCT b.bag, f.year FROM archived_files f "
+                               "JOIN blobs b ON b.name = f.name")
+        for bag, year in rows:
+            needs.setdefault(bag, set()).add(year)
+        return needs

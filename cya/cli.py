@@ -402,6 +402,43 @@ def archive_verify(obj: Context, as_json: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
+@archive.command("prune")
+@click.option("--dry-run", is_flag=True, help="Print the plan; delete nothing (the default).")
+@click.option("--yes", is_flag=True, help="Delete what the plan says.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def archive_prune(obj: Context, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Remote retention: drop archived years beyond keep_years (objects at least
+    min_age_days old; younger ones wait in a queue)."""
+    from cya.actions import archive_admin
+
+    if dry_run and yes:
+        raise UsageError("--dry-run and --yes contradict each other", "give one of them")
+    result = archive_admin.prune(obj.settings(), obj.now, apply=yes)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+        return
+    plan = result.plan
+    verb = "dropped" if yes else "would drop"
+    if plan.empty and not result.deleted and not result.queued:
+        obj.say(f"nothing to prune: keeping {len(plan.keep_years)} archived year(s)")
+    for year in plan.drop_years:
+        obj.say(f"{verb} archived year {year}")
+    for item in plan.delete:
+        obj.say(f"{'deleted' if yes else 'would delete'} {item.key} ({_size(item.size)})")
+    for item, days in plan.defer:
+        obj.say(f"{'queued' if yes else 'would queue'} {item.key}: {days:.0f} more day(s) "
+                "before deleting it costs nothing extra")
+    if plan.defer:
+        obj.say(f"deleting those now would cost about ${result.early_deletion_avoided:.2f} "
+                "in early-deletion fees")
+    for key, due in result.queued:
+        if yes and not any(o.key == key for o, _ in plan.defer):
+            obj.say(f"still queued: {key} (due {due})")
+    if not yes and not plan.empty:
+        obj.say("nothing deleted; run: cya archive prune --yes")
+
+
 @archive.command("setup")
 @click.pass_obj
 def archive_setup(obj: Context) -> None:

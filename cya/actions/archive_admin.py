@@ -6,18 +6,24 @@ polls). ``verify`` HEADs every object the catalog records and compares size,
 storage class and checksum; anything missing or different is a problem (exit 1).
 ``setup`` checks the bucket can be reached and written, blocks public access, and
 adds a lifecycle rule that aborts multipart uploads a dead run left behind.
+``prune`` drops archived years beyond ``keep_years``; an object leaves the bucket
+only when no kept year needs it and it is ``min_age_days`` old. The catalog's
+deletion queue is written first (one transaction), then each object is deleted and
+its queue row removed: a crash between leaves a queue entry the next prune finishes,
+never an object nobody remembers.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cya.actions.archive import awaiting, require_bucket
 from cya.archive.s3 import Remote
 from cya.catalog import Catalog, YearRecord
 from cya.config import Settings
-from cya.core.costs import Prices, storage_month
+from cya.core.costs import Prices, early_deletion, storage_month
+from cya.core.retention import PrunePlan, RemoteObject, plan_prune
 from cya.lock import TreeLock
 from cya.tree import Tree
 
@@ -146,3 +152,70 @@ def setup(settings: Settings) -> list[str]:
         done.append("warning: versioning is on, so pruned objects stay (and are billed) as "
                     "old versions; add a rule expiring noncurrent versions")
     return done
+
+
+@dataclass
+class PruneResult:
+    plan: PrunePlan
+    applied: bool
+    early_deletion_avoided: float  # what deleting the deferred objects now would cost
+    deleted: list[str] = field(default_factory=list)
+    queued: list[tuple[str, str]] = field(default_factory=list)  # still waiting (key, due)
+
+    def as_json(self) -> dict:
+        return {"applied": self.applied, "drop_years": list(self.plan.drop_years),
+                "keep_years": list(self.plan.keep_years),
+                "delete": [o.key for o in self.plan.delete],
+                "defer": [{"key": o.key, "days_left": round(days, 1)}
+                          for o, days in self.plan.defer],
+                "early_deletion_avoided_usd": round(self.early_deletion_avoided, 2),
+                "deleted": self.deleted, "queued": [list(q) for q in self.queued]}
+
+
+def _age_days(uploaded_at: str, now: datetime) -> float:
+    return (now - datetime.strptime(uploaded_at, "%Y-%m-%dT%H:%M:%S%z")).total_seconds() / 86400
+
+
+def prune(settings: Settings, now: datetime, apply: bool) -> PruneResult:
+    """Plan (and with ``apply`` carry out) the remote retention: archived years beyond
+    ``keep_years`` are dropped; their objects are deleted once no kept year needs them
+    and they are ``min_age_days`` old, and wait in the catalog's queue until then."""
+    require_bucket(settings)
+    archive = settings.archive
+    tree = Tree(settings.tree)
+    tree.require()
+    prices = Prices()
+    with TreeLock(tree.lock_path, shared=not apply), Catalog(tree.catalog_path) as catalog:
+        needs = catalog.year_needs()
+        bags = {b.key: b for b in catalog.bags()}
+        objects = [RemoteObject(key, bag.size, _age_days(bag.uploaded_at, now),
+                                frozenset(needs.get(key, ())))
+                   for key, bag in bags.items()]
+        the_plan = plan_prune([y.year for y in catalog.archived_years()], archive.keep_years,
+                              objects, archive.min_age_days)
+        avoided = sum(early_deletion(prices, o.size, 1, o.age_days) for o, _ in the_plan.defer)
+        result = PruneResult(the_plan, apply, avoided)
+        if not apply:
+            return result
+        indexes = {y.year: y.index_key for y in catalog.archived_years()}
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S%z")
+        queue = [(indexes[year], stamp) for year in the_plan.drop_years]
+        for item in the_plan.delete:
+            queue += [(item.key, stamp), (bags[item.key].manifest, stamp)]
+        for item, days in the_plan.defer:
+            due = (now + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S%z")
+            queue += [(item.key, due), (bags[item.key].manifest, due)]
+        catalog.drop_years(list(the_plan.drop_years), queue)
+        remote = Remote(archive)
+        for key, due in catalog.deletions():
+            if datetime.strptime(due, "%Y-%m-%dT%H:%M:%S%z") <= now:
+                remote.delete(key)
+                catalog.deleted(key)
+                result.deleted.append(key)
+            else:
+                result.queued.append((key, due))
+        if result.deleted or the_plan.drop_years:
+            from cya.actions.archive import copy_system
+
+            copy_system(tree, catalog, remote, settings)
+        return result

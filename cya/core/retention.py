@@ -115,3 +115,43 @@ def finished_years(view: TreeView) -> list[Level]:
     if leaf is None:
         return []
     return [level for level in view.levels() if level.kind == "year" and level.name < leaf.names[2]]
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    key: str
+    size: int
+    age_days: float  # since S3 confirmed the upload
+    years: frozenset[str]  # archived years that need it (a bag: any year using its blobs)
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    drop_years: tuple[str, ...]  # archived years no longer kept
+    delete: tuple[RemoteObject, ...]  # needed by no kept year and old enough
+    defer: tuple[tuple[RemoteObject, float], ...]  # needed by none, too young: days to wait
+    keep_years: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.drop_years or self.delete or self.defer)
+
+
+def plan_prune(years: Collection[str], keep_years: int, objects: Collection[RemoteObject],
+               min_age_days: int) -> PrunePlan:
+    """Which archived years to drop (all but the newest ``keep_years``; 0 keeps all)
+    and which objects may go: an object goes only when no kept year needs it **and** it
+    is at least ``min_age_days`` old; one that is not yet waits (deferred), since Deep
+    Archive bills every object for its minimum days anyway."""
+    ordered = sorted(years)
+    kept = ordered if keep_years == 0 else ordered[-keep_years:]
+    dropped = tuple(year for year in ordered if year not in kept)
+    delete, defer = [], []
+    for item in sorted(objects, key=lambda o: o.key):
+        if item.years & set(kept):
+            continue
+        if item.age_days >= min_age_days:
+            delete.append(item)
+        else:
+            defer.append((item, min_age_days - item.age_days))
+    return PrunePlan(dropped, tuple(delete), tuple(defer), tuple(kept))

@@ -141,3 +141,56 @@ def test_bag_is_a_plain_tar(tmp_path):
     again = io.BytesIO()
     write_bag(bag, tmp_path, again)
     assert again.getvalue() == data  # deterministic: a rerun sends the same bytes
+
+
+def test_prune_keeps_what_kept_years_need_and_waits_out_the_minimum_days(tmp_path, s3):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.s3.test_archive import add_big_file, set_config
+
+    ws = archive_workspace(tmp_path, s3)
+    set_config(ws, 'bag_size = "40GB"', 'bag_size = "5MiB"')
+    set_config(ws, "keep_years = 0", "keep_years = 1")
+    for number, day in enumerate(["2012-12-04", "2012-12-10", "2013-01-08", "2014-01-07"]):
+        change_source(ws.source, number)
+        if number == 0:
+            add_big_file(ws, 0)  # the decade's full: a bag of its own, needed by 2013 too
+        if number == 1:
+            (ws.source / "only-2012.bin").write_bytes(  # an incremental of 2012 alone
+                b"".join(hashlib.sha256(f"x{i}".encode()).digest() for i in range(190_000)))
+        ws.backup(f"{day}T12:00")
+    before = keys(s3)
+    needs = {}
+    for key in before:
+        if key.startswith("manifests/2012/"):
+            manifest = json.loads(s3.get_object(Bucket=s3.bucket, Key=key)["Body"].read())
+            needs[manifest["bag"]] = [m["path"] for m in manifest["members"]]
+    index = json.loads(s3.get_object(Bucket=s3.bucket, Key="years/2013.json")["Body"].read())
+    used_by_2013 = {entry["name"] for entry in index["files"].values()}
+    alone = [bag for bag, paths in needs.items()
+             if not {p.rsplit("/", 1)[1] for p in paths} & used_by_2013]
+    assert alone and len(alone) < len(needs), needs  # a 2012 bag no file of 2013 needs
+
+    soon = (datetime.now(UTC) + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    later = (datetime.now(UTC) + timedelta(days=200)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    plan = json.loads(ws.cya("--now", soon, "archive", "prune", "--json").stdout)
+    assert plan["drop_years"] == ["2000/2010/2012"] and plan["delete"] == []
+    assert sorted(d["key"] for d in plan["defer"]) == sorted(alone)
+    assert plan["early_deletion_avoided_usd"] >= 0 and not plan["applied"]
+    assert keys(s3).keys() == before.keys()  # a plan deletes nothing
+
+    ws.cya("--now", soon, "archive", "prune", "--yes")
+    after = keys(s3)
+    assert "years/2012.json" not in after  # the year's index goes at once
+    assert all(bag in after for bag in needs)  # bags wait out the 180 days
+    ws.cya("--now", later, "archive", "prune", "--yes")
+    final = keys(s3)
+    assert not any(bag in final for bag in alone)
+    assert all(bag in final for bag in needs if bag not in alone)
+    assert "every recorded object is present" in ws.cya("archive", "verify").stdout
+    status = json.loads(ws.cya("archive", "status", "--json").stdout)
+    assert [y["year"] for y in status["years"]] == ["2000/2010/2013"]
+    # 2013 still restores from the archive, its chain whole (the decade's full was kept)
+    dry = ws.cya("restore", "--date", "2013-01-08", "--target", str(tmp_path / "t"),
+                 "--from-archive", "--dry-run")
+    assert "as of 2013-01-08 12:00:00" in dry.stdout
