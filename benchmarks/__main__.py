@@ -29,13 +29,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("what", nargs="?", default="all",
                         choices=["all", "overhead", "simulate", "treeops", "archive", "cost"])
-    parser.add_argument("--quick", action="store_true", help="small data, 35 days")
-    parser.add_argument("--days", type=int, help="simulated days (default 35 quick, 365 full)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small data, 20 simulated days, 3-year tree, 128 MiB bags")
+    parser.add_argument("--days", type=int, help="simulated days (default 20 quick, 365 full)")
     parser.add_argument("--seed", type=int, default=2012)
     parser.add_argument("--out", type=Path, help="JSON output file")
     parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
     args = parser.parse_args()
-    days = args.days or (35 if args.quick else 365)
+    days = args.days or (20 if args.quick else 365)
     os.environ["PATH"] = f"{Path(__import__('sys').executable).parent}:{os.environ['PATH']}"
     results: dict = {"machine": machine(), "quick": args.quick}
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:

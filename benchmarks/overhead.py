@@ -18,7 +18,10 @@ def run(work: Path, quick: bool, seed: int) -> dict:
     source = Source(work / "source", seed, 1000 if quick else 2000)
     env = cya_setup(work, source.root)
     start = date(2013, 1, 2)
-    days = [start + timedelta(days=i) for i in range(36)]
+    if quick:  # 6 plain days and 5 that start a week or a month (2013-02-03)
+        days = [start + timedelta(days=i) for i in (0, 1, 2, 3, 4, 5, 6, 7, 11, 18, 25, 32)]
+    else:
+        days = [start + timedelta(days=i) for i in range(36)]
     plain: list[tuple[float, float]] = []
     new_level: list[tuple[float, float]] = []
     for number, day in enumerate(days):

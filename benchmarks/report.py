@@ -63,7 +63,61 @@ def main() -> None:
             if key.endswith("_s"):
                 lines.append(f"* ``{key[:-2]}``: {value:.2f} s")
         lines.append("")
+    if "archive" in data:
+        lines += _archive(data["archive"])
+    if "cost" in data:
+        lines += _cost(data["cost"])
     print("\n".join(lines))
+
+
+def _archive(a: dict) -> list[str]:
+    rule = "=========  ======  ============  ============  =========  ==========  =========="
+    lines = [f"**Archive upload** ({a['data']}; MB/s end to end, best of 2; peak RSS of "
+             "the uploading process):", "", rule,
+             "bag size   server  staging+      streaming     streaming  staging     streaming",
+             "                   upload_file                 / staging  RSS         RSS",
+             rule]
+    for size, f in a["throughput"].items():
+        for server in ("sink", "moto"):
+            lines.append(
+                f"{size.replace('_', ' '):<9}  {server:<6}  "
+                f"{f[f'{server}_staging_MBps']:>7.1f} MB/s  "
+                f"{f[f'{server}_streaming_MBps']:>7.1f} MB/s"
+                f"  {f[f'{server}_streaming_vs_staging']:>8.2f}x  "
+                f"{f[f'{server}_staging_peak_rss_MB']:>7.0f} MB  "
+                f"{f[f'{server}_streaming_peak_rss_MB']:>7.0f} MB")
+    floors = ", ".join(f"{size.replace('_', ' ')}: {f['local_floor_read_sha256_MBps']:.0f} MB/s"
+                       for size, f in a["throughput"].items())
+    r = a["ranged_fetch"]
+    lines += [rule, "", f"Local floor (read + SHA-256): {floors}.", "",
+              f"**Ranged fetch** ({r['data']}): restoring the end of each of {r['restores']} "
+              "months of the archived year reads a median "
+              f"{r['fetched_vs_thawed_bytes_median']:.2f}"
+              f" of the bytes of the bags it thaws (all: {r['fetched_vs_thawed_bytes_all']}); "
+              f"one such restore through moto_server took {r['archived_restore_real_s']:.1f} s.",
+              ""]
+    return lines
+
+
+def _cost(c: dict) -> list[str]:
+    rule = "=================================  ==========  ========  =====  =======  =========="
+    lines = [f"**Ten years of Deep Archive** ({c['data']}; incremental size as a share of "
+             f"the full, by days since the parent: {c['measured']['inc_ratio_by_span_days']}):",
+             "", rule,
+             "strategy                           total       storage   reqs.  early    kept at end",
+             "                                                                deletion",
+             rule]
+    for key, label in (("cya_bags", "cya (bags, every year kept)"),
+                       ("duplicity_deep_archive_keep_all", "duplicity deep archive, keep all"),
+                       ("duplicity_deep_archive_keep_2_fulls", "duplicity deep archive, keep 2")):
+        b = c[key]
+        lines.append(f"{label:<33}  ${b['total_usd']:>8,.0f}  ${b['storage_usd']:>6,.0f}  "
+                     f"${b['requests_usd']:>4,.0f}  ${b['early_deletion_usd']:>6,.0f}  "
+                     f"{b['bytes_kept_at_end_TB']:.1f} TB")
+    lines += [rule, "", f"cya costs {c['cya_vs_duplicity_keep_all']:.2f}x duplicity's own Deep "
+              f"Archive upload keeping the same years, and ${c['cya_usd_per_TB_month_at_end']:.2f} "
+              "per stored TB-month.", ""]
+    return lines
 
 
 if __name__ == "__main__":

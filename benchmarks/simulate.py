@@ -40,7 +40,7 @@ STRATEGIES = ("cya", "single_chain", "monthly_full_keep_all", "monthly_full_keep
 
 def run(work: Path, quick: bool, seed: int, days: int) -> dict:
     work = fresh(work / "simulate")
-    source = Source(work / "source", seed, 1000 if quick else 2000)
+    source = Source(work / "source", seed, 500 if quick else 2000)
     env = cya_setup(work, source.root)
     # end in mid-January, so that even a short run crosses a month and a year
     end = date(2013 + (days - 1) // 365, 1, 13)

@@ -87,9 +87,11 @@ def build(work: Path, years: int = 10) -> dict:
 
 def run(work: Path, quick: bool) -> dict:
     work = fresh(work / "treeops")
-    env = build(work)
-    now = "2025-12-29T13:00:00Z"
-    result = {"data": "10 years of daily backups (names only), trimmed, 2,000-file index"}
+    years = 3 if quick else 10
+    env = build(work, years)
+    now = f"{2016 + years - 1}-12-29T13:00:00Z"
+    result = {"data": f"{years} years of daily backups (names only), trimmed, "
+                      "2,000-file index"}
     commands = {
         "ls": [CYA, "ls"],
         "ls_json": [CYA, "ls", "--json"],

@@ -27,7 +27,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from cya import duplicity, execute
 from cya.actions.trim import TrimResult, trim_locked
@@ -47,6 +47,8 @@ from cya.tree import INDEX, BackupJournal, Tree, capture, publish, run_dir, seed
 
 if TYPE_CHECKING:
     from cya.actions.archive import ArchiveResult
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -131,14 +133,8 @@ def run(settings: Settings, now: datetime, dry_run: bool = False,
         if archive and settings.archive.enabled:
             result.archive = _archive(tree, catalog, settings, time, result, progress)
         if trim:
-            try:
-                result.trim = trim_locked(tree, settings, now, dry_run=False)
-            except CyaError as error:
-                result.warnings.append(f"backup {show_time(time)} is kept, but trimming "
-                                       f"failed: {error.one_line()}")
-            except OSError as error:
-                result.warnings.append(f"backup {show_time(time)} is kept, but trimming "
-                                       f"failed: {error}")
+            result.trim = _kept_despite(result, time, "trimming",
+                                        lambda: trim_locked(tree, settings, now, dry_run=False))
         if result.unreadable:
             shown = ", ".join(result.unreadable[:3])
             more = f" and {len(result.unreadable) - 3} more" if len(result.unreadable) > 3 else ""
@@ -158,14 +154,21 @@ def _archive(tree: Tree, catalog: Catalog, settings: Settings, time: datetime,
         return None
     from cya.actions.archive import archive_locked
 
+    return _kept_despite(result, time, "archiving", lambda: archive_locked(
+        tree, catalog, settings, dry_run=False, progress=progress))
+
+
+def _kept_despite(result: BackupResult, time: datetime, doing: str, step: Callable[[], T]
+                  ) -> T | None:
+    """Run a step that follows the backup; its failure becomes a warning (exit 1), and the
+    backup stays."""
     try:
-        return archive_locked(tree, catalog, settings, dry_run=False, progress=progress)
+        return step()
     except CyaError as error:
-        result.warnings.append(f"backup {show_time(time)} is kept, but archiving failed: "
-                               f"{error.one_line()}")
+        reason = error.one_line()
     except OSError as error:
-        result.warnings.append(f"backup {show_time(time)} is kept, but archiving failed: "
-                               f"{error}")
+        reason = str(error)
+    result.warnings.append(f"backup {show_time(time)} is kept, but {doing} failed: {reason}")
     return None
 
 
