@@ -100,20 +100,24 @@ def _archive(a: dict) -> list[str]:
 
 
 def _cost(c: dict) -> list[str]:
-    rule = "=================================  ==========  ========  =====  =======  =========="
+    widths = [33, 10, 8, 5, 8]
+    rule = "  ".join("=" * w for w in widths + [11])
+
+    def row(*cells: str) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) \
+            + ("  " + cells[-1]).rstrip()
+
     lines = [f"**Ten years of Deep Archive** ({c['data']}; incremental size as a share of "
              f"the full, by days since the parent: {c['measured']['inc_ratio_by_span_days']}):",
-             "", rule,
-             "strategy                           total       storage   reqs.  early    kept at end",
-             "                                                                deletion",
-             rule]
+             "", rule, row("strategy", "total", "storage", "reqs.", "early", "kept at end"),
+             row("", "", "", "", "deletion", ""), rule]
     for key, label in (("cya_bags", "cya (bags, every year kept)"),
                        ("duplicity_deep_archive_keep_all", "duplicity deep archive, keep all"),
                        ("duplicity_deep_archive_keep_2_fulls", "duplicity deep archive, keep 2")):
         b = c[key]
-        lines.append(f"{label:<33}  ${b['total_usd']:>8,.0f}  ${b['storage_usd']:>6,.0f}  "
-                     f"${b['requests_usd']:>4,.0f}  ${b['early_deletion_usd']:>6,.0f}  "
-                     f"{b['bytes_kept_at_end_TB']:.1f} TB")
+        lines.append(row(label, f"${b['total_usd']:,.0f}", f"${b['storage_usd']:,.0f}",
+                         f"${b['requests_usd']:,.0f}", f"${b['early_deletion_usd']:,.0f}",
+                         f"{b['bytes_kept_at_end_TB']:.1f} TB"))
     lines += [rule, "", f"cya costs {c['cya_vs_duplicity_keep_all']:.2f}x duplicity's own Deep "
               f"Archive upload keeping the same years, and ${c['cya_usd_per_TB_month_at_end']:.2f} "
               "per stored TB-month.", ""]
