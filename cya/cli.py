@@ -450,6 +450,26 @@ def archive_setup(obj: Context) -> None:
 
 
 @main.command()
+@click.option("--html", "html_file", metavar="FILE", type=click.Path(path_type=Path),
+              help="Also write the calendar as an HTML page.")
+@click.pass_obj
+def timeline(obj: Context, html_file: Path | None) -> None:
+    """A calendar of restorable points, each day shaded by how near a restore gets."""
+    from cya.actions import timeline as timeline_action
+
+    rows = timeline_action.run(obj.settings(), obj.local)
+    if not rows:
+        obj.say("no backup yet")
+        return
+    obj.say("         " + "".join(str(n % 10) for n in range(1, 32)))
+    click.echo("\n".join(f"{row.first:%Y-%m}  {row.line()}" for row in rows))
+    obj.say(timeline_action.legend())
+    if html_file is not None:
+        timeline_action.write_html(rows, config.absolute(html_file))
+        obj.say(f"wrote {html_file}")
+
+
+@main.command()
 @click.option("--bucket", required=True, help="The bucket the archive is in.")
 @click.option("--prefix", default="", help="Key prefix in the bucket.")
 @click.option("--endpoint-url", default="", help="S3-compatible endpoint (default: AWS).")

@@ -206,3 +206,21 @@ def test_backups_without_an_index_are_listed_by_duplicity(trimmed, tmp_path):
     assert not data["sizes_known"]
     paths = {entry["path"] for entry in data["files"]} - {str(ws.source)}
     assert paths == {f"{ws.source}/{k}" for k in states["2013-01-15"]}
+
+
+def test_timeline_shades_each_day_by_how_near_a_restore_gets(trimmed, tmp_path):
+    ws, _ = trimmed
+    page = tmp_path / "timeline.html"
+    out = ws.cya("timeline", "--html", str(page)).stdout
+    rows = {line[:7]: line[9:] for line in out.splitlines() if line[:4].isdigit()}
+    assert list(rows) == ["2012-12", "2013-01", "2013-02"]
+    days = rows["2012-12"] + rows["2013-01"] + rows["2013-02"]
+    assert len(days) == 31 + 31 + 28
+    assert days[:3] == "···"  # before the first backup
+    kept = [3, 10, 17, 24, 31 + 7, 31 + 14, 31 + 21, 62 + 4, 62 + 11]  # 12-05 was trimmed
+    assert [i for i, shade in enumerate(days) if shade == "█"] == kept
+    assert days[4] == "▓"  # 12-05: the nearest point is 12-04, a day earlier
+    assert days[31 + 6] == "▒"  # 01-07: the nearest is 12-25, 13 days earlier
+    assert days[62 + 12:] == "·" * 16  # the calendar ends with the newest backup
+    text = page.read_text()
+    assert text.count("<tr>") == 3 and "2013-02-12: a backup of that day" in text
