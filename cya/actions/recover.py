@@ -23,7 +23,7 @@ from cya.archive.s3 import Remote
 from cya.catalog import BagRecord, BlobRecord, Catalog, YearRecord
 from cya.config import Archive, absolute, load, toml_string
 from cya.errors import ArchiveError, UsageError
-from cya.fsutil import atomic_write, make_private_dir
+from cya.fsutil import atomic_write, make_private_dir, remove_tree
 from cya.tree import Tree
 
 
@@ -70,18 +70,22 @@ def run(request: RecoverRequest) -> RecoverResult:
     catalog_copy = remote.get_bytes(remote.key("system/catalog.sqlite")) \
         if remote.head(remote.key("system/catalog.sqlite")) else None
     tree.create()
-    if catalog_copy is not None:
-        atomic_write(tree.catalog_path, catalog_copy)
     result = RecoverResult(request.config_path, tree.root, [], catalog_copy is not None)
-    with Catalog(tree.catalog_path) as catalog:
-        known = {y.year for y in catalog.archived_years()}
-        for key in sorted(remote.list_keys(remote.key("years/"))):
-            index = remote.get_json(key)
-            if not isinstance(index, dict) or index.get("year") in known:
-                continue
-            _add_year(catalog, remote, key, index)
-            result.added_from_indexes.append(index["year"])
-        result.years = [y.year for y in catalog.archived_years()]
+    try:
+        if catalog_copy is not None:
+            atomic_write(tree.catalog_path, catalog_copy)
+        with Catalog(tree.catalog_path) as catalog:
+            known = {y.year for y in catalog.archived_years()}
+            for key in sorted(remote.list_keys(remote.key("years/"))):
+                index = remote.get_json(key)
+                if not isinstance(index, dict) or index.get("year") in known:
+                    continue
+                _add_year(catalog, remote, key, index)
+                result.added_from_indexes.append(index["year"])
+            result.years = [y.year for y in catalog.archived_years()]
+    except BaseException:
+        remove_tree(tree.state)  # so that recover can simply run again
+        raise
     settings_text = _rewrite(old_config, request, tree.root)
     make_private_dir(request.config_path.parent)
     atomic_write(request.config_path, settings_text.encode())
