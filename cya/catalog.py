@@ -90,6 +90,9 @@ MIGRATIONS = (
 )
 
 
+SYSTEM_COPIED = "system_copied_at"  # meta key: when system/ was last copied to the bucket
+
+
 @dataclass(frozen=True)
 class BagRecord:
     key: str
@@ -232,6 +235,9 @@ class Catalog:
         """Every archived duplicity name and its size."""
         return dict(self.db.execute("SELECT name, size FROM blobs"))
 
+    def archived_year_paths(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT year FROM archived_years")}
+
     def archived_years(self) -> list[YearRecord]:
         rows = self.db.execute("SELECT * FROM archived_years ORDER BY year")
         return [YearRecord(*row) for row in rows]
@@ -249,10 +255,6 @@ class Catalog:
     def blobs(self) -> dict[str, BlobRecord]:
         """Every archived blob by its duplicity name."""
         return {row[0]: BlobRecord(*row) for row in self.db.execute("SELECT * FROM blobs")}
-
-    def blobs_in(self, bag: str) -> list[BlobRecord]:
-        rows = self.db.execute("SELECT * FROM blobs WHERE bag = ? ORDER BY offset", (bag,))
-        return [BlobRecord(*row) for row in rows]
 
     def thaws(self) -> dict[str, tuple[str, int, str]]:
         """bag -> (tier, days, requested_at) of every thaw cya asked for."""

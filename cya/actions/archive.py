@@ -26,14 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cya.archive import layout
 from cya.archive.bags import write_bag
 from cya.archive.s3 import Remote, StreamingUpload
-from cya.catalog import BagRecord, BlobRecord, Catalog, YearRecord
+from cya.catalog import SYSTEM_COPIED, BagRecord, BlobRecord, Catalog, YearRecord
 from cya.clock import wall_time
 from cya.config import Settings
 from cya.core.bagging import BagPlan, BagSpec, NameConflict, YearFile, part_size, plan_bags
 from cya.core.names import parse_name
-from cya.core.retention import finished_years
+from cya.core.retention import awaiting_archive
 from cya.core.timescale import Level
 from cya.core.treeview import TreeView
 from cya.errors import ArchiveError, TreeError, UsageError
@@ -85,12 +86,6 @@ def run(settings: Settings, now: datetime, dry_run: bool = False,
         return archive_locked(tree, catalog, settings, dry_run, progress)
 
 
-def awaiting(view: TreeView, catalog: Catalog) -> list[Level]:
-    """Finished years not yet archived."""
-    done = {y.year for y in catalog.archived_years()}
-    return [year for year in finished_years(view) if year.relpath not in done]
-
-
 def year_files(view: TreeView, year: Level) -> list[YearFile]:
     """Every duplicity file in the year level and the levels below it."""
     files = []
@@ -108,7 +103,7 @@ def plan(view: TreeView, catalog: Catalog, bag_size: int) -> list[BagPlan]:
     reuses what an earlier one stores)."""
     archived = catalog.archived_sizes()
     plans = []
-    for year in awaiting(view, catalog):
+    for year in awaiting_archive(view, catalog.archived_year_paths()):
         try:
             year_plan = plan_bags(year.relpath, year_files(view, year), archived, bag_size)
         except NameConflict as error:
@@ -145,8 +140,8 @@ def archive_locked(tree: Tree, catalog: Catalog, settings: Settings, dry_run: bo
 
 
 def bag_keys(remote: Remote, year: Level, bag: BagSpec) -> tuple[str, str]:
-    stem = f"{year.name}/{bag.digest[:24]}"
-    return remote.key(f"bags/{stem}.tar"), remote.key(f"manifests/{stem}.json")
+    relative = layout.bag(year.name, bag.digest)
+    return remote.key(relative), remote.key(layout.manifest_of(relative))
 
 
 def _store_bag(tree: Tree, catalog: Catalog, remote: Remote, year: Level,
@@ -217,7 +212,7 @@ def _record_year(catalog: Catalog, remote: Remote, year: Level, year_plan: BagPl
     if missing:
         raise ArchiveError(f"{year}: {len(missing)} file(s) are in no recorded bag "
                            f"({missing[0]} …)", "run: cya archive again")
-    index_key = remote.key(f"years/{year.name}.json")
+    index_key = remote.key(layout.year_index(year.name))
     remote.put_json(index_key, {
         "format": FORMAT, "year": year.relpath,
         "files": {path: {"name": name, "sha256": where[name].sha256, "size": where[name].size,
@@ -228,9 +223,6 @@ def _record_year(catalog: Catalog, remote: Remote, year: Level, year_plan: BagPl
     crash_point("after-year-index")
     catalog.record_year(YearRecord(year.relpath, index_key, len(files), year_plan.upload_bytes,
                                    wall_time()), files)
-
-
-SYSTEM_COPIED = "system_copied_at"
 
 
 def _system_copied(catalog: Catalog) -> bool:
@@ -245,9 +237,9 @@ def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings
     try:
         copy = work / "catalog.sqlite"
         catalog.copy_without_index(copy)
-        remote.put_bytes(remote.key("system/catalog.sqlite"), copy.read_bytes(),
+        remote.put_bytes(remote.key(layout.SYSTEM_CATALOG), copy.read_bytes(),
                          "application/vnd.sqlite3")
-        remote.put_bytes(remote.key("system/config.toml"), settings.config_path.read_bytes(),
+        remote.put_bytes(remote.key(layout.SYSTEM_CONFIG), settings.config_path.read_bytes(),
                          "application/toml")
     finally:
         remove_tree(work)

@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from cya.actions.archive import awaiting, require_bucket
+from cya.actions.archive import require_bucket
+from cya.archive import layout
 from cya.archive.s3 import Remote
-from cya.catalog import Catalog, YearRecord
+from cya.catalog import SYSTEM_COPIED, Catalog, YearRecord
 from cya.config import Settings
 from cya.core.costs import Prices, early_deletion, storage_month
-from cya.core.retention import PrunePlan, RemoteObject, plan_prune
+from cya.core.retention import PrunePlan, RemoteObject, awaiting_archive, plan_prune
 from cya.lock import TreeLock
 from cya.tree import Tree
 
@@ -57,8 +58,10 @@ def status(settings: Settings, now: datetime) -> ArchiveStatus:
         return ArchiveStatus(
             bucket=settings.archive.bucket, years=catalog.archived_years(), bags=len(bags),
             bytes=size, dollars_month=storage_month(Prices(), size, len(bags)),
-            awaiting=[y.relpath for y in awaiting(tree.scan(), catalog)], thaws=thaws,
-            system_copied_at=catalog.get_meta("system_copied_at"))
+            awaiting=[y.relpath for y in awaiting_archive(tree.scan(),
+                                                          catalog.archived_year_paths())],
+            thaws=thaws,
+            system_copied_at=catalog.get_meta(SYSTEM_COPIED))
 
 
 @dataclass
@@ -102,14 +105,13 @@ def verify(settings: Settings) -> VerifyReport:
         elif not reported:
             report.notes.append(f"bag {bag.key}: the server reports no SHA-256 checksum")
     for key in [b.manifest for b in bags] + [y.index_key for y in years] + \
-            [remote.key("system/catalog.sqlite"), remote.key("system/config.toml")]:
+            [remote.key(layout.SYSTEM_CATALOG), remote.key(layout.SYSTEM_CONFIG)]:
         report.checked += 1
         if key not in listed:
             report.problems.append(f"{key} is missing")
     known = {b.key for b in bags} | {b.manifest for b in bags} | {y.index_key for y in years}
     for key in sorted(listed):
-        relative = key[len(remote.prefix):]
-        if relative.startswith(("bags/", "manifests/", "years/")) and key not in known:
+        if remote.relative(key).startswith(layout.KINDS) and key not in known:
             report.notes.append(f"{key} is in the bucket but not in the catalog "
                                 "(left by an interrupted run, or by another tree)")
     return report

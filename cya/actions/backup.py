@@ -37,7 +37,7 @@ from cya.config import Settings, read_passphrase
 from cya.core import fileindex
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
-from cya.core.retention import finished_years
+from cya.core.retention import awaiting_archive
 from cya.core.timescale import leaf_for
 from cya.errors import ConfigError, CyaError, TimeWentBackwards
 from cya.fsutil import atomic_write, crash_point, remove_tree
@@ -149,8 +149,7 @@ def _archive(tree: Tree, catalog: Catalog, settings: Settings, time: datetime,
              ) -> ArchiveResult | None:
     """Archive the finished years not yet archived, if there are any (boto3 is loaded
     only then: most days there is nothing to do)."""
-    done = {year.year for year in catalog.archived_years()}
-    if all(year.relpath in done for year in finished_years(tree.scan())):
+    if not awaiting_archive(tree.scan(), catalog.archived_year_paths()):
         return None
     from cya.actions.archive import archive_locked
 

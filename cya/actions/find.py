@@ -24,8 +24,7 @@ class Found:
 
     def as_json(self) -> dict:
         return {"backup": format_time(self.backup.time), "level": str(self.backup.level),
-                "matches": [{"path": fileindex.shown(e.path), "type": e.type, "size": e.size,
-                             "mtime": e.mtime} for e in self.matches]}
+                "matches": [e.as_json() for e in self.matches]}
 
 
 def run(settings: Settings, pattern: str) -> list[Found]:

@@ -17,10 +17,10 @@ from cya.config import Settings
 from cya.core import fileindex
 from cya.core.chains import Restorable, choose, restorable
 from cya.core.names import format_time
-from cya.core.retention import finished_years
+from cya.core.retention import awaiting_archive
 from cya.core.timescale import Level
 from cya.errors import CyaError
-from cya.tree import Tree
+from cya.tree import Tree, level_of
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,14 @@ def tree_listing(settings: Settings) -> TreeListing:
     tree.require()
     view = tree.scan()
     with Catalog(tree.catalog_path) as catalog:
-        archived = [Level(tuple(y.year.split("/"))) for y in catalog.archived_years()]
-    finished = finished_years(view) if settings.archive.enabled else []
+        archived = catalog.archived_year_paths()
+    awaiting = awaiting_archive(view, archived) if settings.archive.enabled else []
 
     def state(level: Level) -> str | None:
         for year in level.lineage():
-            if year in archived:
+            if year.relpath in archived:
                 return "archived"
-            if year in finished:
+            if year in awaiting:
                 return "awaiting"
         return None
 
@@ -76,7 +76,7 @@ def tree_listing(settings: Settings) -> TreeListing:
         LevelListing(level, tuple((s.time, s.full) for s in view.backups(level)),
                      view.unique_bytes(level), state(level))
         for level in view.levels())
-    only = tuple(year.relpath for year in archived if year not in view.files)
+    only = tuple(sorted(year for year in archived if level_of(year) not in view.files))
     return TreeListing(str(tree.root), levels, len(restorable(view)), view.total_bytes(), only)
 
 
@@ -93,8 +93,7 @@ class FileListing:
             "backup": format_time(self.backup.time),
             "level": str(self.backup.level),
             "sizes_known": self.from_index,
-            "files": [{"path": fileindex.shown(e.path),
-                       "type": e.type, "size": e.size, "mtime": e.mtime} for e in self.files],
+            "files": [e.as_json() for e in self.files],
         }
 
 

@@ -19,6 +19,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cya.archive import layout
 from cya.archive.s3 import Remote
 from cya.catalog import BagRecord, BlobRecord, Catalog, YearRecord
 from cya.config import Archive, absolute, load, toml_string
@@ -61,14 +62,13 @@ def run(request: RecoverRequest) -> RecoverResult:
                       endpoint_url=request.endpoint_url, region=request.region)
     remote = Remote(archive)
     remote.check_bucket()
-    config_key = remote.key("system/config.toml")
-    if remote.head(config_key) is None:
+    config_key = remote.key(layout.SYSTEM_CONFIG)
+    old_config = remote.get_bytes(config_key)
+    if old_config is None:
         raise ArchiveError(f"no cya archive in bucket {request.bucket} under prefix "
                            f"{request.prefix or '(none)'}: {config_key} is missing",
                            "check --bucket and --prefix")
-    old_config = remote.get_bytes(config_key).decode()
-    catalog_copy = remote.get_bytes(remote.key("system/catalog.sqlite")) \
-        if remote.head(remote.key("system/catalog.sqlite")) else None
+    catalog_copy = remote.get_bytes(remote.key(layout.SYSTEM_CATALOG))
     tree.create()
     result = RecoverResult(request.config_path, tree.root, [], catalog_copy is not None)
     try:
@@ -76,7 +76,7 @@ def run(request: RecoverRequest) -> RecoverResult:
             atomic_write(tree.catalog_path, catalog_copy)
         with Catalog(tree.catalog_path) as catalog:
             known = {y.year for y in catalog.archived_years()}
-            for key in sorted(remote.list_keys(remote.key("years/"))):
+            for key in sorted(remote.list_keys(remote.key(layout.YEARS))):
                 index = remote.get_json(key)
                 if not isinstance(index, dict) or index.get("year") in known:
                     continue
@@ -86,7 +86,7 @@ def run(request: RecoverRequest) -> RecoverResult:
     except BaseException:
         remove_tree(tree.state)  # so that recover can simply run again
         raise
-    settings_text = _rewrite(old_config, request, tree.root)
+    settings_text = _rewrite(old_config.decode(), request, tree.root)
     make_private_dir(request.config_path.parent)
     atomic_write(request.config_path, settings_text.encode())
     settings = load(request.config_path)  # the rewritten config must be valid
@@ -101,8 +101,7 @@ def _add_year(catalog: Catalog, remote: Remote, index_key: str, index: dict) -> 
     """Record a year (and any bag of it the catalog lacks) from its index and manifests."""
     have = {b.key for b in catalog.bags()}
     for bag_key in sorted({entry["bag"] for entry in index["files"].values()} - have):
-        relative = bag_key[len(remote.prefix):].removeprefix("bags/").removesuffix(".tar")
-        manifest_key = remote.key(f"manifests/{relative}.json")
+        manifest_key = remote.key(layout.manifest_of(remote.relative(bag_key)))
         manifest = remote.get_json(manifest_key)
         if not isinstance(manifest, dict):
             raise ArchiveError(f"the manifest of {bag_key} is missing",

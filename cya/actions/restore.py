@@ -80,7 +80,8 @@ def plan(settings: Settings, now: datetime, local: tzinfo, date_text: str, targe
                          "choose an empty or new directory, or add --force to replace it")
     with Catalog(tree.catalog_path) as catalog:
         known = [r.time for r in catalog.backups()]
-        archived = catalog.archived_years()
+        archived = catalog.archived_year_paths()
+        archived_backup = None
         if from_archive:
             if not archived:
                 raise CyaError("the archive holds no year yet",
@@ -94,35 +95,35 @@ def plan(settings: Settings, now: datetime, local: tzinfo, date_text: str, targe
         else:
             view = tree.scan()
             fetch = None
-            archived_backup = None
             if archived:
                 from cya.archive.retrieve import archived_view
 
                 archived_backup = choose(archived_view(catalog), asked)
-            local_backup = choose(view, asked)
-            if local_backup is None and archived_backup is not None:
-                raise CyaError(f"the tree holds no backup at or before {show_time(asked)}",
-                               f"the archive holds {show_time(archived_backup.time)}: "
-                               "add --from-archive")
-            backup = _choose(view, asked, "the tree")
+            backup = _choose(view, asked, "the tree", archived_backup)
             to_read = bytes_to_read(view, backup)
     between = any(format_time(backup.time) < t <= format_time(asked) for t in known)
-    closer = (archived_backup.time if fetch is None and archived_backup is not None
+    closer = (archived_backup.time if archived_backup is not None
               and archived_backup.time > backup.time else None)
     relative = path.strip("/") if path else None
     return RestorePlan(asked, backup, to_read, target, relative or None, between,
                        fetch, tier, closer)
 
 
-def _choose(view, asked: datetime, where: str) -> Restorable:
+def _choose(view, asked: datetime, where: str,
+            in_archive: Restorable | None = None) -> Restorable:
+    """The backup to restore from ``view``; raise CyaError naming what there is instead
+    (``in_archive``: the archive's choice for the same date, when the tree has none)."""
     backup = choose(view, asked)
-    if backup is None:
-        everything = restorable(view)
-        if not everything:
-            raise CyaError(f"{where} holds no backup yet", "run: cya backup")
+    if backup is not None:
+        return backup
+    if in_archive is not None:
         raise CyaError(f"{where} holds no backup at or before {show_time(asked)}",
-                       f"the earliest restorable date is {show_time(everything[0].time)}")
-    return backup
+                       f"the archive holds {show_time(in_archive.time)}: add --from-archive")
+    everything = restorable(view)
+    if not everything:
+        raise CyaError(f"{where} holds no backup yet", "run: cya backup")
+    raise CyaError(f"{where} holds no backup at or before {show_time(asked)}",
+                   f"the earliest restorable date is {show_time(everything[0].time)}")
 
 
 def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cya.catalog import Catalog
+from cya.catalog import SYSTEM_COPIED, Catalog
 from cya.config import Settings
 from cya.core.chains import restorable
 from cya.core.names import format_time
-from cya.core.retention import finished_years
+from cya.core.retention import awaiting_archive
 from cya.lock import lock_holder
 from cya.tree import Tree
 
@@ -54,12 +54,11 @@ def run(settings: Settings, now: datetime) -> Status:
     archive = None
     if settings.archive.enabled:
         with Catalog(tree.catalog_path) as catalog:
-            done = {y.year for y in catalog.archived_years()}
+            done = catalog.archived_year_paths()
             archive = {"archived_years": len(done),
-                       "awaiting_years": [y.relpath for y in finished_years(view)
-                                          if y.relpath not in done],
+                       "awaiting_years": [y.relpath for y in awaiting_archive(view, done)],
                        "pending_thaws": len(catalog.thaws()),
-                       "system_copied_at": catalog.get_meta("system_copied_at")}
+                       "system_copied_at": catalog.get_meta(SYSTEM_COPIED)}
     return Status(
         tree=str(tree.root),
         last_backup=last,

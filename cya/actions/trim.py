@@ -21,7 +21,7 @@ from datetime import datetime
 
 from cya.catalog import Catalog
 from cya.config import Settings
-from cya.core.retention import TrimPlan, finished_years, plan_trim
+from cya.core.retention import TrimPlan, awaiting_archive, plan_trim
 from cya.core.timescale import leaf_for
 from cya.core.treeview import TreeView
 from cya.fsutil import crash_point
@@ -61,8 +61,7 @@ def plan(view: TreeView, settings: Settings, now: datetime,
     ``archived``: the year levels (paths) the archive holds already."""
     current = [leaf for leaf in (view.newest_leaf(), leaf_for(now.date(), settings.week_start))
                if leaf is not None and leaf in view.files]
-    awaiting = [year for year in finished_years(view) if year.relpath not in archived] \
-        if settings.archive.enabled else []
+    awaiting = awaiting_archive(view, archived) if settings.archive.enabled else []
     return plan_trim(view.levels(), view.chained(), settings.trim.keep_for, current, awaiting)
 
 
@@ -70,7 +69,7 @@ def trim_locked(tree: Tree, settings: Settings, now: datetime, dry_run: bool) ->
     """Plan and (unless ``dry_run``) apply a trim; the caller holds the tree lock."""
     view = tree.scan()
     with Catalog(tree.catalog_path) as catalog:
-        archived = {year.year for year in catalog.archived_years()}
+        archived = catalog.archived_year_paths()
     the_plan = plan(view, settings, now, archived)
     doomed = [d.level for d in the_plan.delete]
     freed = bytes_freed(tree, doomed)

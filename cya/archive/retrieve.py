@@ -16,10 +16,9 @@ the members it needs with ranged GETs, verify every SHA-256.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +31,6 @@ from cya.core.timescale import Level
 from cya.core.treeview import FileInfo, TreeView
 from cya.errors import ArchiveError, ThawPending
 from cya.fsutil import fsync_dir
-
-log = logging.getLogger("cya")
 
 MERGE_GAP = 1 << 20  # fetch neighbours in one GET when less than this lies between them
 CHUNK = 1 << 20
@@ -74,12 +71,13 @@ def plan_fetch(catalog: Catalog, backup: Restorable, tier: str,
                prices: Prices | None = None) -> ArchiveFetch:
     """The members and bags the chain of ``backup`` needs, and the cost estimate."""
     level = backup.level.relpath
-    blobs = {path: blob for path, blob in catalog.archived_files()}
+    year = Level(backup.level.names[:3]).relpath  # an archived level lies in one year
+    blobs = dict(catalog.archived_files(year))
     needed = tuple(Needed(f"{level}/files/{name}", blobs[f"{level}/files/{name}"])
                    for backup_set in backup.chain for name in backup_set.files)
     keys = {n.blob.bag for n in needed}
     bags = tuple(b for b in catalog.bags() if b.key in keys)
-    ranges = len(_ranges(sorted(needed, key=lambda n: (n.blob.bag, n.blob.offset))))
+    ranges = len(_ranges(needed))
     estimate = retrieval(prices or Prices(), tier, len(bags), sum(b.size for b in bags),
                          sum(n.blob.size for n in needed), ranges)
     return ArchiveFetch(needed, bags, estimate)
@@ -116,10 +114,10 @@ def thaw(remote: Remote, catalog: Catalog, fetch: ArchiveFetch, tier: str, wait:
         time.sleep(poll)
 
 
-def _ranges(needed: list[Needed]) -> list[list[Needed]]:
-    """Group members sorted by (bag, offset) into runs one ranged GET can fetch."""
+def _ranges(needed: Iterable[Needed]) -> list[list[Needed]]:
+    """Group members by bag and offset into runs one ranged GET can fetch."""
     runs: list[list[Needed]] = []
-    for item in needed:
+    for item in sorted(needed, key=lambda n: (n.blob.bag, n.blob.offset)):
         last = runs[-1][-1] if runs else None
         if (last is not None and last.blob.bag == item.blob.bag
                 and item.blob.offset - (last.blob.offset + last.blob.size) < MERGE_GAP):
@@ -134,8 +132,7 @@ def fetch(remote: Remote, fetch_plan: ArchiveFetch, target: Path) -> int:
     each SHA-256; return the bytes read from the bucket. Raise ArchiveError on a
     mismatch."""
     received = 0
-    order = sorted(fetch_plan.needed, key=lambda n: (n.blob.bag, n.blob.offset))
-    for run in _ranges(order):
+    for run in _ranges(fetch_plan.needed):
         first = run[0].blob.offset
         end = run[-1].blob.offset + run[-1].blob.size
         received += end - first

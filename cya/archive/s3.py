@@ -2,7 +2,7 @@
 
 * A bag goes up as a multipart upload fed by a stream (``StreamingUpload``): no
   copy on disk, parts of ``part_size`` sent ``in_flight`` at a time (memory is
-  about ``(in_flight + 2) * part_size``), each with its SHA-256 as an S3
+  about ``(in_flight + 1) * part_size``), each with its SHA-256 as an S3
   additional checksum, the storage class set at create time.
 * An upload is done only when S3 confirmed it: after ``CompleteMultipartUpload``
   cya HEADs the key and compares size, storage class, the composite checksum of
@@ -41,6 +41,15 @@ from cya.errors import ArchiveError
 log = logging.getLogger("cya")
 
 ARCHIVE_CLASSES = ("DEEP_ARCHIVE", "GLACIER")  # objects that must be thawed before a GET
+MISSING_KEY = ("404", "NoSuchKey", "NotFound")
+
+
+def missing_bucket(bucket: str) -> ArchiveError:
+    return ArchiveError(f"bucket {bucket} does not exist", "create it, then run: cya archive setup")
+
+
+def error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
 
 
 @contextmanager
@@ -57,11 +66,10 @@ def remote_errors(bucket: str, doing: str) -> Iterator[None]:
                            "check archive.endpoint_url and the network; nothing remote "
                            "was changed") from None
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
+        code = error_code(error)
         message = error.response.get("Error", {}).get("Message", "") or code
-        if code in ("NoSuchBucket",):
-            raise ArchiveError(f"bucket {bucket} does not exist",
-                               "create it, then run: cya archive setup") from None
+        if code == "NoSuchBucket":
+            raise missing_bucket(bucket) from None
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             raise ArchiveError(f"access to bucket {bucket} denied ({code}) while trying to "
                                f"{doing}", "check the credentials and the bucket policy "
@@ -106,6 +114,9 @@ class Remote:
     def key(self, relative: str) -> str:
         return self.prefix + relative
 
+    def relative(self, key: str) -> str:
+        return key.removeprefix(self.prefix)
+
     def errors(self, doing: str):
         return remote_errors(self.bucket, doing)
 
@@ -115,9 +126,8 @@ class Remote:
             try:
                 self.client.head_bucket(Bucket=self.bucket)
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
-                    raise ArchiveError(f"bucket {self.bucket} does not exist",
-                                       "create it, then run: cya archive setup") from None
+                if error_code(error) == "404":  # HEAD answers without an error body
+                    raise missing_bucket(self.bucket) from None
                 raise
 
     def head(self, key: str) -> dict | None:
@@ -127,8 +137,7 @@ class Remote:
                 return self.client.head_object(Bucket=self.bucket, Key=key,
                                                ChecksumMode="ENABLED")
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey",
-                                                                    "NotFound"):
+                if error_code(error) in MISSING_KEY:
                     return None
                 raise
 
@@ -139,11 +148,15 @@ class Remote:
                                    ContentType=content_type, StorageClass="STANDARD",
                                    ChecksumSHA256=b64(hashlib.sha256(data).digest()))
 
-    def get_bytes(self, key: str, first: int | None = None, size: int | None = None) -> bytes:
-        """The object's bytes, or ``size`` of them from ``first`` (a ranged GET)."""
-        extra = {"Range": f"bytes={first}-{first + size - 1}"} if first is not None else {}
+    def get_bytes(self, key: str) -> bytes | None:
+        """A small object's bytes, or None if there is none (one GET, no HEAD first)."""
         with self.errors(f"read {key}"):
-            body = self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            except ClientError as error:
+                if error_code(error) in MISSING_KEY:
+                    return None
+                raise
             try:
                 return body.read()
             finally:
@@ -154,9 +167,8 @@ class Remote:
                        "application/json")
 
     def get_json(self, key: str) -> object | None:
-        if self.head(key) is None:
-            return None
-        return json.loads(self.get_bytes(key))
+        data = self.get_bytes(key)
+        return None if data is None else json.loads(data)
 
     def list_keys(self, under: str) -> dict[str, dict]:
         """Every object under a key prefix, with its size, class and date."""
@@ -182,8 +194,7 @@ class Remote:
                     RestoreRequest={"Days": days,
                                     "GlacierJobParameters": {"Tier": tier.capitalize()}})
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != \
-                        "RestoreAlreadyInProgress":
+                if error_code(error) != "RestoreAlreadyInProgress":
                     raise
 
     def abort_stale_uploads(self, key: str) -> int:
@@ -199,7 +210,7 @@ class Remote:
         return aborted
 
 
-def thaw_state(head: dict, storage_class: str | None = None) -> str:
+def thaw_state(head: dict) -> str:
     """"readable", "thawing" or "frozen", from an object's HEAD."""
     klass = head.get("StorageClass", "STANDARD")
     if klass not in ARCHIVE_CLASSES:

@@ -27,6 +27,11 @@ class Entry:
     size: int | None
     mtime: int | None
 
+    def as_json(self) -> dict:
+        """As ``ls --date --json`` and ``find --json`` print it: the path absolute."""
+        return {"path": shown(self.path), "type": self.type, "size": self.size,
+                "mtime": self.mtime}
+
 
 @dataclass(frozen=True)
 class Change:

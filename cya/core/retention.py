@@ -117,6 +117,11 @@ def finished_years(view: TreeView) -> list[Level]:
     return [level for level in view.levels() if level.kind == "year" and level.name < leaf.names[2]]
 
 
+def awaiting_archive(view: TreeView, archived: Collection[str]) -> list[Level]:
+    """Finished years the archive does not hold yet (``archived``: year level paths)."""
+    return [year for year in finished_years(view) if year.relpath not in archived]
+
+
 @dataclass(frozen=True)
 class RemoteObject:
     key: str
