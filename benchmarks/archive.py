@@ -146,11 +146,11 @@ def start_moto(work: Path) -> tuple[subprocess.Popen, str]:
     return server, endpoint
 
 
-def make_bucket(endpoint: str) -> None:
+def make_bucket(endpoint: str, name: str = BUCKET) -> None:
     import boto3
 
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-        Bucket=BUCKET)
+        Bucket=name)
 
 
 def throughput(work: Path, quick: bool, seed: int, moto: str) -> dict:
@@ -194,14 +194,11 @@ def ranged_fetch(work: Path, quick: bool, seed: int, moto: str) -> dict:
 
     work = fresh(work / "ranged")
     source = Source(work / "source", seed, 200 if quick else 1000)
-    env = cya_setup(work, source.root, extra="")
+    env = cya_setup(work, source.root)
     config = Path(env["CYA_CONFIG"])
     config.write_text(config.read_text().replace('bucket = ""', f'bucket = "{BUCKET}-ranged"')
                       .replace('endpoint_url = ""', f'endpoint_url = "{moto}"'))
-    import boto3
-
-    boto3.client("s3", endpoint_url=moto, region_name="us-east-1").create_bucket(
-        Bucket=f"{BUCKET}-ranged")
+    make_bucket(moto, f"{BUCKET}-ranged")
     step = 28 if quick else 3
     days = [date(2012, 1, 1) + timedelta(days=n) for n in range(0, 366, step)]
     for day in days + [date(2013, 1, 20)]:  # the last finishes 2012: it is archived

@@ -364,7 +364,7 @@ def archive_status(obj: Context, as_json: bool) -> None:
     """What the archive holds, what awaits it, and pending thaws (from the catalog)."""
     from cya.actions import archive_admin
 
-    state = archive_admin.status(obj.settings(), obj.now)
+    state = archive_admin.status(obj.settings())
     if as_json:
         click.echo(json.dumps(state.as_json(), indent=2))
         return

@@ -12,6 +12,17 @@ def show_time(moment: datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
+RECORD_FORMAT = "%Y-%m-%dT%H:%M:%S%z"  # times in records: the catalog, the lock, manifests
+
+
 def wall_time() -> str:
     """The real time now, for the record of when a run started or finished."""
-    return wallclock.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return wallclock.strftime(RECORD_FORMAT)
+
+
+def record_time(moment: datetime) -> str:
+    return moment.strftime(RECORD_FORMAT)
+
+
+def parse_record_time(text: str) -> datetime:
+    return datetime.strptime(text, RECORD_FORMAT)  # noqa: DTZ007 (the format ends in %z)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from pathlib import Path
 
+from cya.clock import wall_time
 from cya.errors import Busy
 
 
@@ -42,7 +42,7 @@ class TreeLock:
             return self  # the file names the writer; readers leave it alone
         os.ftruncate(fd, 0)
         # The wall clock, not --now: this says when the holding process really started.
-        since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        since = wall_time()
         os.pwrite(fd, f"{os.getpid()} {since}\n".encode(), 0)
         return self
 

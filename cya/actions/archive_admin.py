@@ -22,6 +22,7 @@ from cya.actions.archive import require_bucket
 from cya.archive import layout
 from cya.archive.s3 import Remote
 from cya.catalog import SYSTEM_COPIED, Catalog, YearRecord
+from cya.clock import parse_record_time, record_time
 from cya.config import Settings
 from cya.core.costs import Prices, early_deletion, storage_month
 from cya.core.retention import PrunePlan, RemoteObject, awaiting_archive, plan_prune
@@ -46,7 +47,7 @@ class ArchiveStatus:
         return {**asdict(self), "years": [asdict(y) for y in self.years]}
 
 
-def status(settings: Settings, now: datetime) -> ArchiveStatus:
+def status(settings: Settings) -> ArchiveStatus:
     require_bucket(settings)
     tree = Tree(settings.tree)
     tree.require()
@@ -175,7 +176,7 @@ class PruneResult:
 
 
 def _age_days(uploaded_at: str, now: datetime) -> float:
-    return (now - datetime.strptime(uploaded_at, "%Y-%m-%dT%H:%M:%S%z")).total_seconds() / 86400
+    return (now - parse_record_time(uploaded_at)).total_seconds() / 86400
 
 
 def prune(settings: Settings, now: datetime, apply: bool) -> PruneResult:
@@ -200,17 +201,17 @@ def prune(settings: Settings, now: datetime, apply: bool) -> PruneResult:
         if not apply:
             return result
         indexes = {y.year: y.index_key for y in catalog.archived_years()}
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%S%z")
+        stamp = record_time(now)
         queue = [(indexes[year], stamp) for year in the_plan.drop_years]
         for item in the_plan.delete:
             queue += [(item.key, stamp), (bags[item.key].manifest, stamp)]
         for item, days in the_plan.defer:
-            due = (now + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S%z")
+            due = record_time(now + timedelta(days=days))
             queue += [(item.key, due), (bags[item.key].manifest, due)]
         catalog.drop_years(list(the_plan.drop_years), queue)
         remote = Remote(archive)
         for key, due in catalog.deletions():
-            if datetime.strptime(due, "%Y-%m-%dT%H:%M:%S%z") <= now:
+            if parse_record_time(due) <= now:
                 remote.delete(key)
                 catalog.deleted(key)
                 result.deleted.append(key)
