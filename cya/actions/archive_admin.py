@@ -194,19 +194,15 @@ def prune(settings: Settings, now: datetime, apply: bool) -> PruneResult:
         objects = [RemoteObject(key, bag.size, _age_days(bag.uploaded_at, now),
                                 frozenset(needs.get(key, ())))
                    for key, bag in bags.items()]
-        the_plan = plan_prune([y.year for y in catalog.archived_years()], archive.keep_years,
-                              objects, archive.min_age_days)
+        indexes = {y.year: y.index_key for y in catalog.archived_years()}
+        the_plan = plan_prune(list(indexes), archive.keep_years, objects, archive.min_age_days)
         avoided = sum(early_deletion(prices, o.size, 1, o.age_days) for o, _ in the_plan.defer)
         result = PruneResult(the_plan, apply, avoided)
         if not apply:
             return result
-        indexes = {y.year: y.index_key for y in catalog.archived_years()}
-        stamp = record_time(now)
-        queue = [(indexes[year], stamp) for year in the_plan.drop_years]
-        for item in the_plan.delete:
-            queue += [(item.key, stamp), (bags[item.key].manifest, stamp)]
-        for item, days in the_plan.defer:
-            due = record_time(now + timedelta(days=days))
+        queue = [(indexes[year], record_time(now)) for year in the_plan.drop_years]
+        for item, days in [(o, 0.0) for o in the_plan.delete] + list(the_plan.defer):
+            due = record_time(now + timedelta(days=days))  # a bag and its manifest go together
             queue += [(item.key, due), (bags[item.key].manifest, due)]
         catalog.drop_years(list(the_plan.drop_years), queue)
         remote = Remote(archive)
