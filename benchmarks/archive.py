@@ -207,7 +207,7 @@ def ranged_fetch(work: Path, quick: bool, seed: int, moto: str) -> dict:
                        capture_output=True)
     tree = work / "cya" / "tree"
     fetched, thawed, rows = 0, 0, []
-    with Catalog(tree / ".cya" / "catalog.sqlite") as catalog:
+    with Catalog.open(tree / ".cya" / "catalog.sqlite", write=False) as catalog:
         view = archived_view(catalog)
         for month in range(1, 13):
             end = parse_time(f"2012{month:02d}28T235959Z")

@@ -14,13 +14,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from benchmarks.common import CYA, cya_setup, fresh, median, noon, timed
-from cya.actions.trim import trim_locked
-from cya.catalog import BackupRecord, Catalog
+from cya.actions.trim import trim_opened
+from cya.catalog import BackupRecord
 from cya.config import load
 from cya.core import fileindex
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import plan_placement
 from cya.core.timescale import leaf_for
+from cya.opentree import open_tree
 from cya.tree import Tree
 
 
@@ -43,7 +44,8 @@ def build(work: Path, years: int = 10) -> dict:
     settings = load(Path(env["CYA_CONFIG"]))
     tree = Tree(settings.tree)
     start = noon(date(2016, 1, 1))
-    with Catalog(tree.catalog_path) as catalog:
+    with open_tree(settings, write=True) as opened:
+        catalog = opened.catalog
         catalog.db.execute("PRAGMA synchronous=OFF")  # a throwaway tree: build it fast
         chained: set = set()
         newest = None
@@ -59,7 +61,7 @@ def build(work: Path, years: int = 10) -> dict:
                 for name in base_files:
                     os.link(tree.files_dir(plan.base) / name, tree.files_dir(level) / name)
             for name in names:
-                (tree.files_dir(leaf) / name).touch()
+                (tree.files_dir(leaf) / name).write_bytes(b"x")  # no duplicity file is empty
             for level in plan.link_into:
                 for name in names:
                     if level != leaf:
@@ -80,8 +82,9 @@ def build(work: Path, years: int = 10) -> dict:
                 format_time(previous) if previous else None), fileindex.encode(delta))
             if time.weekday() == 6 or number == 365 * years - 1:
                 # trimming weekly leaves the same final tree as daily, in far less time
-                trim_locked(tree, settings, time, dry_run=False)
-                chained = set(tree.scan().chained())
+                opened.rescan()
+                trim_opened(opened, time, dry_run=False)
+                chained = set(opened.view.chained())
     return env
 
 

@@ -7,20 +7,20 @@ catalog's per-backup index; for backups made before the index existed, from
 
 from __future__ import annotations
 
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import platformdirs
-
-from cya import duplicity, execute
+from cya import duplicity
 from cya.catalog import Catalog
 from cya.config import Settings, read_passphrase
 from cya.core import fileindex
 from cya.core.chains import Restorable
 from cya.core.names import format_time
+from cya.fsutil import remove_tree
+from cya.runs import Run, cache_base
 from cya.tree import Tree
 
 
@@ -64,27 +64,26 @@ class FileLister:
 
 def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):
     passphrase = read_passphrase(settings)
-    with private_tempdir() as work:
-        log_file = work / "duplicity.log"
+    with private_tempdir() as work, duplicity.Duplicity(settings, passphrase) as runner:
         argv = duplicity.reading_argv("list-current-files", settings=settings,
                                       source=tree.files_dir(backup.level), time=backup.time,
-                                      work=work, log_file=log_file)
-        done = execute.run(argv, env=duplicity.environment(passphrase), secrets=[passphrase or ""])
-        records = duplicity.parse_log(log_file.read_text(errors="replace")) \
-            if log_file.exists() else []
-        if done.returncode != 0:
-            raise duplicity.failure(done.returncode, records, done.tail, settings)
-        return duplicity.listed_files(records)
+                                      work=work)
+        outcome = runner.run(argv, work / "duplicity.log", doing="list a backup's files")
+        return duplicity.listed_files(outcome.records)
 
 
 @contextmanager
 def private_tempdir() -> Iterator[Path]:
     """A 0700 directory under the user cache dir (duplicity's decrypted metadata goes
-    there), removed afterwards."""
-    base = Path(platformdirs.user_cache_dir("cya"))
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(dir=base, prefix="work-") as work:
-        yield Path(work)
+    there), removed afterwards — and, if cya is killed, by the next command
+    (cya/runs.py)."""
+    work = Run.current().own(cache_base() / f"work-{secrets.token_hex(6)}")
+    work.mkdir(mode=0o700)
+    try:
+        yield work
+    finally:
+        remove_tree(work)
+        Run.current().disown(work)
 
 
 def show_gap(asked: datetime, got: datetime) -> str:

@@ -9,6 +9,7 @@ in order; ``PRAGMA user_version`` says how far a catalog has come.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import sqlite3
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from cya.errors import CatalogError, CyaError, from_os_error
 
 MIGRATIONS = (
     """
@@ -87,7 +90,34 @@ MIGRATIONS = (
         due TEXT NOT NULL               -- when deleting it costs nothing extra
     );
     """,
+    """
+    ALTER TABLE backups ADD COLUMN sources TEXT;  -- JSON: [[as configured, as backed up], ...]
+    CREATE TABLE files (
+        name TEXT PRIMARY KEY,          -- duplicity file name (one content per name in a tree)
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,           -- of the bytes when the file entered the tree
+        added_at TEXT NOT NULL
+    );
+    """,
 )
+
+
+def damaged(path: Path, error: Exception) -> CatalogError:
+    return CatalogError(f"the catalog {path} is damaged ({error})",
+                        "rebuild it from the tree: cya init --adopt (the damaged file is "
+                        "kept beside it)")
+
+
+def _write_error(path: Path, error: sqlite3.OperationalError) -> CyaError:
+    text = str(error)
+    if "disk is full" in text:
+        return from_os_error(OSError(errno.ENOSPC, text, str(path)), "write the catalog")
+    if "readonly" in text or "read-only" in text:
+        return from_os_error(OSError(errno.EROFS, text, str(path)), "write the catalog")
+    if "locked" in text:
+        return CyaError(f"the catalog {path} is locked by another program ({text})",
+                        "try again later")
+    return damaged(path, error)
 
 
 SYSTEM_COPIED = "system_copied_at"  # meta key: when system/ was last copied to the bucket
@@ -139,17 +169,73 @@ class BackupRecord:
     new_bytes: int | None
     unreadable: int
     parent: str | None = None
+    sources: str | None = None  # JSON: [[as configured, as backed up], ...]
 
 
 class Catalog:
-    def __init__(self, path: Path):
+    """The tree's catalog. Open it with ``Catalog.open`` (an existing catalog, read-only
+    for readers) or ``Catalog.create`` (``cya init``); nothing else makes one, so a lost
+    catalog is reported, never silently replaced by an empty one with a new identity."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, writable: bool):
         self.path = path
-        fresh = not path.exists()
-        if fresh:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA synchronous=FULL")
-        self._migrate()
+        self.db = db
+        self.writable = writable
+
+    @classmethod
+    def open(cls, path: Path, write: bool = True) -> Catalog:
+        """Open an existing catalog; with ``write`` bring its schema up to date.
+
+        Raise CatalogError if it is missing, damaged or (read-only) older than this cya.
+        A read-only catalog is opened so that nothing is ever written: it works on a
+        read-only file system and on a copy of a tree.
+        """
+        if not path.is_file():
+            raise CatalogError(f"the catalog {path} is missing",
+                               "rebuild it from the tree: cya init --adopt")
+        try:
+            # a reader may record (thaws) while a backup writes: wait for SQLite's lock
+            if write:
+                db = sqlite3.connect(path, isolation_level=None, timeout=60)
+            else:
+                db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                     isolation_level=None, timeout=60)
+        except sqlite3.Error as error:
+            raise damaged(path, error) from None
+        catalog = cls(path, db, write)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if write:
+                db.execute("PRAGMA synchronous=FULL")
+                catalog._migrate(version)
+            elif version < len(MIGRATIONS):
+                db.close()
+                raise CatalogError(f"the catalog {path} was written by an older cya",
+                                   "run a command that writes (cya backup or cya trim) "
+                                   "once to bring it up to date")
+            if catalog.get_meta("tree_id") is None:
+                raise sqlite3.DatabaseError("it has no tree id")
+        except sqlite3.OperationalError as error:
+            db.close()
+            if "disk is full" in str(error) or "readonly" in str(error):
+                raise _write_error(path, error) from None
+            raise damaged(path, error) from None
+        except sqlite3.DatabaseError as error:
+            db.close()
+            raise damaged(path, error) from None
+        return catalog
+
+    @classmethod
+    def create(cls, path: Path) -> Catalog:
+        """Make a new, empty catalog with a new tree id (``cya init``). Raise FileExistsError
+        if one exists."""
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        db = sqlite3.connect(path, isolation_level=None, timeout=60)
+        catalog = cls(path, db, True)
+        db.execute("PRAGMA synchronous=FULL")
+        catalog._migrate(0)
+        catalog.set_meta("tree_id", secrets.token_hex(8))
+        return catalog
 
     def close(self) -> None:
         self.db.close()
@@ -162,42 +248,60 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+        """One transaction; a failure rolls it back (when SQLite has not already) and a
+        full disk or a damaged file becomes one CyaError line."""
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise _write_error(self.path, error) from None
+        except sqlite3.DatabaseError as error:
+            raise damaged(self.path, error) from None
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+    def _migrate(self, version: int) -> None:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction() as db:
                 for statement in script.split(";"):
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
-        with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('tree_id', ?)",
-                       (secrets.token_hex(8),))
 
     @property
     def tree_id(self) -> str:
-        return self.db.execute("SELECT value FROM meta WHERE key = 'tree_id'").fetchone()[0]
+        return self.get_meta("tree_id") or ""
 
-    def record_backup(self, record: BackupRecord, index: bytes | None = None) -> None:
-        """Record a finished backup and (if given) its file index delta, in one transaction."""
+    def record_backup(self, record: BackupRecord, index: bytes | None = None,
+                      files: list[tuple[str, int, str]] = ()) -> None:
+        """Record a finished backup, its file index delta (if given) and the size and
+        SHA-256 of the duplicity files it added, in one transaction."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO backups VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO backups VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.time, record.leaf, record.base, int(record.full), record.new_levels,
                  record.started_at, record.finished_at, record.source_files,
-                 record.source_bytes, record.new_bytes, record.unreadable, record.parent),
+                 record.source_bytes, record.new_bytes, record.unreadable, record.parent,
+                 record.sources),
             )
+            db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?)",
+                           [(name, size, digest, record.finished_at)
+                            for name, size, digest in files])
             if index is not None:
                 db.execute("INSERT OR REPLACE INTO file_index VALUES (?,?,?)",
                            (record.time, record.parent, zlib.compress(index, 6)))
+
+    def digests(self) -> dict[str, tuple[int, str]]:
+        """Every duplicity file whose SHA-256 was recorded when it entered the tree:
+        name -> (size, SHA-256)."""
+        return {row[0]: (row[1], row[2])
+                for row in self.db.execute("SELECT name, size, sha256 FROM files")}
 
     def backups(self) -> list[BackupRecord]:
         rows = self.db.execute("SELECT * FROM backups ORDER BY time").fetchall()

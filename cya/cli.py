@@ -1,13 +1,19 @@
 """The command line: parse, build Settings and the clock, call one action, render.
 
-This is the one place a CyaError becomes a message and an exit code.
+This is the one place a CyaError — or anything unexpected — becomes a message and an
+exit code (restic's ``default:`` branch): one line, the traceback only at ``-vv``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import signal
+import sqlite3
 import sys
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -18,9 +24,16 @@ from dateutil import tz
 
 from cya import __version__, config
 from cya.clock import show_time
-from cya.core.dates import parse_duration, parse_moment
+from cya.core.dates import (
+    DATE_EXAMPLES,
+    NonexistentTime,
+    out_of_range,
+    parse_duration,
+    parse_moment,
+    parse_when,
+)
 from cya.core.fileindex import shown
-from cya.errors import EXIT_FAILED, CyaError, UsageError
+from cya.errors import EXIT_FAILED, CyaError, UsageError, from_os_error
 
 if TYPE_CHECKING:
     from cya.actions.archive import ArchiveResult
@@ -36,6 +49,7 @@ log = logging.getLogger("cya")
 class Context:
     config_file: str | None
     now: datetime  # the clock: --now, or the system clock read once here
+    real_now: datetime  # the system clock, whatever --now says
     verbosity: int  # -1 quiet, 0 normal, 1 -v, 2 -vv
     local: tzinfo  # the local time zone: dates without an offset are local
 
@@ -46,17 +60,141 @@ class Context:
         if self.verbosity >= 0:
             click.echo(text)
 
+    def date(self, text: str, option: str = "--date") -> datetime:
+        """A --date the user typed, as an aware time. Raise UsageError."""
+        try:
+            return parse_when(text, self.now, self.local)
+        except NonexistentTime as error:
+            raise UsageError(f"{option} {error}", "give the time with its offset, e.g. "
+                             "2013-03-31T02:30+01:00") from None
+        except ValueError:
+            raise UsageError(f"{option} {text!r} is not a date",
+                             f"use e.g. {DATE_EXAMPLES}") from None
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside a child process: stop like Ctrl-C, cleaning up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
 
 class CyaGroup(click.Group):
     def invoke(self, ctx: click.Context):
+        verbosity = 0
         try:
             return super().invoke(ctx)
-        except CyaError as error:
+        except click.exceptions.ClickException:
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BaseException as error:  # noqa: BLE001 - the one place everything ends
             verbosity = ctx.obj.verbosity if isinstance(ctx.obj, Context) else 0
-            click.echo(f"cya: error: {error.one_line()}", err=True)
-            if error.detail and verbosity >= 1:
-                click.echo(error.detail, err=True)
-            ctx.exit(error.exit_code)
+            report = _report(error)
+            if report is None:
+                raise
+            message, detail, code = report
+            click.echo(f"cya: error: {message}", err=True)
+            if detail and verbosity >= 1:
+                click.echo(detail, err=True)
+            if verbosity >= 2 and not isinstance(error, CyaError | KeyboardInterrupt):
+                click.echo(traceback.format_exc(), err=True, nl=False)
+            log.debug("exit %s: %s", code, message)
+            ctx.exit(code)
+        finally:
+            from cya.runs import Run
+
+            if Run._current is not None:
+                Run._current.close()
+
+
+def _report(error: BaseException) -> tuple[str, str, int] | None:
+    """(one line, detail, exit code) for anything a command raised; None for what is
+    not ours to report (SystemExit)."""
+    if isinstance(error, SystemExit | GeneratorExit):
+        return None
+    if isinstance(error, CyaError):
+        return error.one_line(), error.detail, error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        how = f" by signal {error.signum}" if isinstance(error, Stopped) else ""
+        return (f"interrupted{how}; what was under way was undone or is finished by the next "
+                "run, and nothing committed was lost", "", EXIT_FAILED)
+    if isinstance(error, OSError):
+        problem = from_os_error(error, "go on")
+        return problem.one_line(), "", EXIT_FAILED
+    if isinstance(error, sqlite3.DatabaseError):
+        return (f"the tree's catalog is damaged ({error}); rebuild it from the tree: "
+                "cya init --adopt", "", EXIT_FAILED)
+    if isinstance(error, RecursionError | MemoryError):
+        return (f"the input is too deeply nested or too large ({type(error).__name__})",
+                "", EXIT_FAILED)
+    text = str(error).splitlines()[0] if str(error) else ""
+    return (f"unexpected {type(error).__name__}: {text}; run with -vv for the traceback "
+            "and report it", "", EXIT_FAILED)
+
+
+class Masking(logging.Filter):
+    """Masks secrets in every log line: the passphrase, AWS keys and tokens (botocore
+    logs request headers at debug level), whatever the line's shape."""
+
+    PATTERNS = (
+        re.compile(r"(X-Amz-Security-Token['\"]?\s*[:=]\s*b?['\"]?)[^'\",\s}]+", re.I),
+        re.compile(r"(Credential=)[^/,\s]+", re.I),
+        re.compile(r"(Signature=)[0-9a-f]+", re.I),
+        re.compile(r"((?:aws_)?(?:secret_access_key|session_token|security_token|"
+                   r"access_key_id)['\"]?\s*[:=]\s*['\"]?)[^'\",\s}]+", re.I),
+    )
+    SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                  "AWS_ACCESS_KEY_ID", "PASSPHRASE")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets = [v for k in self.SECRET_ENV if len(v := os.environ.get(k, "")) >= 4]
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        for pattern in self.PATTERNS:
+            text = pattern.sub(r"\1***", text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.mask(record.getMessage())
+        record.args = ()
+        return True
+
+
+def _logging(verbosity: int, log_file: str | None) -> None:
+    level = (logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1
+             else logging.WARNING)
+    masking = Masking()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("cya: %(message)s"))
+    console.setLevel(level)
+    console.addFilter(masking)
+    handlers: list[logging.Handler] = [console]
+    if log_file:
+        try:
+            handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
+        except OSError as error:
+            raise from_os_error(error, f"open the log file {log_file}") from None
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s cya[{os.getpid()}] %(levelname)s %(message)s",
+            "%Y-%m-%dT%H:%M:%S%z"))
+        handler.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+        handler.addFilter(masking)
+        handlers.append(handler)
+    root = logging.getLogger()
+    root.handlers = handlers
+    root.setLevel(min(h.level for h in handlers))
+    if verbosity < 2:
+        for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @click.group(cls=CyaGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,32 +206,43 @@ class CyaGroup(click.Group):
                    "unless it has an offset).")
 @click.option("-v", "--verbose", count=True, help="Say more (-vv: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
+@click.option("--log-file", metavar="FILE",
+              help="Also append timestamped, secret-masked lines of this run to FILE.")
 @click.version_option(__version__, prog_name="cya")
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: int,
-         quiet: bool) -> None:
+         quiet: bool, log_file: str | None) -> None:
     """Multi-timescale duplicity backups in a hardlinked tree."""
     verbosity = -1 if quiet else verbose
-    logging.basicConfig(
-        level=logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1
-        else logging.WARNING,
-        format="cya: %(message)s", stream=sys.stderr)
     local = tz.tzlocal()
-    if now is None:
-        clock = datetime.now(local)
-    else:
+    real_now = datetime.now(local)
+    ctx.obj = Context(config_file, real_now, real_now, verbosity, local)
+    _logging(verbosity, log_file)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
+    if now is not None:
         try:
             clock = parse_moment(now, local)
+        except NonexistentTime as error:
+            raise UsageError(f"--now {error}", "give the time with its offset, e.g. "
+                             "--now 2013-03-31T02:30+01:00") from None
         except ValueError:
             raise UsageError(f"--now {now!r} is not a date or time",
                              "use e.g. --now 2012-12-04 or --now 2012-12-04T12:00") from None
-    ctx.obj = Context(config_file, clock, verbosity, local)
+        if out_of_range(clock):
+            raise UsageError(f"--now {now!r} is outside the years 1970-2099 that duplicity's "
+                             "time stamps can hold", "give a time in that range")
+        ctx.obj = Context(config_file, clock, real_now, verbosity, local)
+    log.info("cya %s: %s", __version__, " ".join(sys.argv[1:]))
+    from cya import duplicity, runs
+
+    runs.sweep(duplicity.stop_agent)
 
 
 @main.command()
-@click.option("--source", "sources", multiple=True, required=True, metavar="DIR",
+@click.option("--source", "sources", multiple=True, metavar="DIR",
               type=click.Path(path_type=Path), help="A directory to back up (repeatable).")
-@click.option("--tree", required=True, metavar="DIR", type=click.Path(path_type=Path),
+@click.option("--tree", metavar="DIR", type=click.Path(path_type=Path),
               help="Where the backup tree lives.")
 @click.option("--passphrase-file", metavar="F", type=click.Path(path_type=Path),
               help="Passphrase file (0600); generated if it does not exist.")
@@ -104,23 +253,33 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
 @click.option("--endpoint-url", default="", help="S3-compatible endpoint (default: AWS).")
 @click.option("--region", default="us-east-1", show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing config file.")
+@click.option("--adopt", is_flag=True,
+              help="Take over a tree whose state (.cya, the catalog) is gone or damaged: "
+                   "rebuild the catalog from its files. With a config in place, no "
+                   "--source/--tree needed.")
 @click.pass_obj
 def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, bucket, prefix,
-         endpoint_url, region, force) -> None:
-    """Write the config and create the tree."""
+         endpoint_url, region, force, adopt) -> None:
+    """Write the config and create the tree (or adopt an existing one)."""
     from cya.actions import init as init_action
 
     absolute = config.absolute
     result = init_action.run(init_action.InitRequest(
         config_path=absolute(config.config_path_for_init(obj.config_file)),
         sources=tuple(absolute(s) for s in sources),
-        tree=absolute(tree),
+        tree=absolute(tree) if tree is not None else None,
         passphrase_file=passphrase_file,
         gpg_key=gpg_key, no_encryption=no_encryption, bucket=bucket, prefix=prefix,
-        endpoint_url=endpoint_url, region=region, force=force,
+        endpoint_url=endpoint_url, region=region, force=force, adopt=adopt,
     ))
-    obj.say(f"wrote config {result.config_path} (mode 0600)")
-    obj.say(f"tree {result.tree} (mode 0700)")
+    if result.wrote_config:
+        obj.say(f"wrote config {result.config_path} (mode 0600)")
+    obj.say(f"tree {result.tree}")
+    if result.set_aside is not None:
+        obj.say(f"the damaged catalog is kept as {result.set_aside}")
+    if result.adopted is not None:
+        obj.say(f"adopted the tree: rebuilt the catalog with {result.adopted} restorable "
+                "backup(s) from its files")
     if result.generated:
         obj.say(f"generated a passphrase in {result.passphrase_file} (mode 0600)")
         click.echo(f"cya: keep a copy of {result.passphrase_file} somewhere safe, off this "
@@ -136,19 +295,23 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
 @click.option("--no-trim", is_flag=True, help="Do not trim after the backup.")
 @click.option("--no-archive", is_flag=True, help="Do not archive finished years after it.")
 @click.option("--dry-run", is_flag=True, help="Say where the backup would go; change nothing.")
+@click.option("--allow-future", is_flag=True,
+              help="Accept a --now later than the clock (no earlier backup can follow it).")
 @click.pass_obj
-def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool) -> None:
+def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool,
+           allow_future: bool) -> None:
     """Make one backup, placed in the timescale tree."""
     from cya.actions import backup as backup_action
 
     settings = obj.settings()
-    result = backup_action.run(settings, obj.now, dry_run=dry_run,
-                               trim=settings.trim.auto and not no_trim,
-                               archive=settings.archive.auto and not no_archive,
-                               progress=obj.say if obj.verbosity >= 1 else None)
+    result = backup_action.run(settings, backup_action.BackupRequest(
+        now=obj.now, real_now=obj.real_now, dry_run=dry_run,
+        trim=settings.trim.auto and not no_trim,
+        archive=settings.archive.auto and not no_archive, allow_future=allow_future,
+        progress=obj.say if obj.verbosity >= 1 else None))
     placement = result.placement
-    if result.recovered:
-        obj.say(result.recovered)
+    if result.finished:
+        obj.say(result.finished)
     when = placement.time.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     verb = "would back up" if dry_run else "backed up"
     obj.say(f"{verb} {when} into {placement.leaf}: {placement.reason()}")
@@ -213,7 +376,9 @@ def _render_trim(obj: Context, result: TrimResult) -> None:
               show_default=True, help="Archive retrieval tier.")
 @click.option("--wait", is_flag=True, help="Wait for an archive thaw to finish.")
 @click.option("--dry-run", is_flag=True, help="Say which backup and level, and what it reads.")
-@click.option("--force", is_flag=True, help="Replace a non-empty target.")
+@click.option("--force", is_flag=True,
+              help="Merge into a non-empty target; what the restore replaces is moved aside "
+                   "into TARGET.cya-replaced-*, nothing is deleted.")
 @click.pass_obj
 def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry_run,
             force) -> None:
@@ -221,10 +386,12 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
     from cya.actions import restore as restore_action
 
     settings = obj.settings()
-    plan = restore_action.plan(settings, obj.now, obj.local, date_text,
-                               config.absolute(target), path, force, from_archive, tier)
+    request = restore_action.RestoreRequest(
+        asked=obj.date(date_text), target=config.absolute(target), path=path, force=force,
+        from_archive=from_archive, tier=tier, wait=wait, dry_run=dry_run)
+    plan = restore_action.plan(settings, request)
     backup = plan.backup
-    what = f"/{plan.path}" if plan.path else "everything"
+    what = shown(plan.path) if plan.path else "everything"
     head = "would restore" if dry_run else "restoring"
     obj.say(f"{head} {what} as of {show_time(backup.time)} from {backup.level} "
             f"(chain of {backup.chain_length}, {backup.volumes} volume(s), "
@@ -237,8 +404,11 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
                 f"about ${cost.dollars:.2f}")
     if dry_run:
         return
-    restore_action.run(settings, plan, wait=wait, say=obj.say)
+    result = restore_action.run(settings, plan, wait=wait, say=obj.say)
     obj.say(f"restored into {plan.target}")
+    if result.replaced:
+        obj.say(f"{result.replaced} entr{'y' if result.replaced == 1 else 'ies'} of "
+                f"{plan.target} replaced; the previous versions are kept in {result.aside}")
 
 
 @main.command("ls")
@@ -260,7 +430,7 @@ def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> 
             return
         _render_tree(obj, listing)
         return
-    files = ls_action.file_listing(settings, obj.now, obj.local, date_text, path)
+    files = ls_action.file_listing(settings, obj.date(date_text), path)
     if as_json:
         click.echo(json.dumps(files.as_json(), indent=2))
         return
@@ -530,6 +700,8 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
         obj.say(f"levels: {state.levels}, restorable backups: {state.restorable}, "
                 f"longest chain: {state.longest_chain}, size: {_size(state.total_bytes)}")
         obj.say(f"lock: {'held by ' + state.lock if state.lock else 'free'}")
+        if state.running:
+            obj.say("a backup (or another writer) is running now")
         if state.interrupted:
             obj.say("an interrupted backup will be finished or undone by the next run")
         if state.archive is not None:
@@ -538,6 +710,11 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
                     f"{len(awaiting)} awaiting" + (f" ({', '.join(awaiting)})" if awaiting
                                                      else "")
                     + f", {state.archive['pending_thaws']} thaw(s) pending")
+    if state.in_future:
+        click.echo(f"cya: error: the newest backup ({show_time(state.last_backup)}) is in the "
+                   "future: no later backup can be made before then; check the clock or the "
+                   "--now that made it", err=True)
+        sys.exit(EXIT_FAILED)
     if too_old:
         age = "no backup at all" if state.age is None else \
             f"the last backup is {state.age.total_seconds() / 3600:.1f} hours old"

@@ -23,7 +23,7 @@ import platformdirs
 from cya.core.timescale import KINDS, WeekStart
 from cya.errors import ConfigError
 
-SYSTEM_CONFIG = Path("/etc/cya/config.toml")
+SYSTEM_CONFIG_PATH = Path("/etc/cya/config.toml")
 ENCRYPTION_MODES = ("passphrase", "gpg-key", "none")
 TRIMMED_KINDS = KINDS[1:]  # a level of these kinds has siblings that trimming may delete
 
@@ -87,7 +87,7 @@ def find_config(explicit: str | None) -> Path:
     from_env = os.environ.get("CYA_CONFIG")
     if from_env:
         return Path(from_env)
-    candidates = [user_config_path(), SYSTEM_CONFIG]
+    candidates = [user_config_path(), SYSTEM_CONFIG_PATH]
     for candidate in candidates:
         if candidate.exists():
             return candidate

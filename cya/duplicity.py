@@ -1,43 +1,62 @@
-"""Talking to duplicity: argument lists, its environment, and what its errors mean.
+"""Talking to duplicity: argument lists, its environment, its log, and what its errors mean.
 
-The passphrase reaches duplicity only through ``PASSPHRASE`` in its
-environment. Duplicity's machine-readable log (``--log-file``) carries its
-documented error codes (``duplicity.log.ErrorCode``); they are mapped here to
-one line a user can act on.
+Nothing outside this module builds duplicity's argv or reads its log; every run goes
+through ``Duplicity.run``:
+
+* The passphrase reaches duplicity only through ``PASSPHRASE`` in its environment.
+  gpg needs an agent, and an agent that gpg starts itself inherits that environment
+  and outlives the run. So cya starts the agent first, with an environment without
+  the secret: in passphrase (and no-encryption) mode in a private gpg home of the run
+  (``no-symkey-cache``: the agent keeps no passphrase either), stopped when the run
+  ends and, if cya was killed, by the next command's sweep (cya/runs.py); in gpg-key
+  mode the user's own agent, which needs the user's keys.
+* Duplicity's machine-readable log (``--log-file``) carries its documented error codes
+  (``duplicity.log.ErrorCode``) and, at ``--verbosity info``, every path a backup added,
+  changed or deleted, escaped so that any name is unambiguous. A name that is not UTF-8
+  makes duplicity's log handler drop the whole record, so its console output (written
+  with ``surrogateescape``) is read for those names.
+* Every failure becomes one line a user can act on (``failure``).
 """
 
 from __future__ import annotations
 
+import codecs
+import logging
 import os
 import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import platformdirs
-
+from cya import execute
 from cya.config import Settings
 from cya.core.names import parse_time
-from cya.errors import CommandFailed
+from cya.errors import CommandFailed, Interrupted
 from cya.fsutil import remove_tree
+from cya.runs import Run, cache_base
+
+log = logging.getLogger("cya")
 
 # duplicity.log.ErrorCode values cya gives a meaning to
 HOSTNAME_MISMATCH = 3
-USER_ERROR = 23
-GPG_FAILED = 31
-SOURCE_PATH_MISMATCH = 42
 RESTORE_PATH_NOT_FOUND = 19
+USER_ERROR = 23
 NOT_ENOUGH_FREESPACE = 35
+SOURCE_PATH_MISMATCH = 42
 BACKEND_NO_SPACE = 53
 BAD_ENCRYPT_KEY = 81
 UNREADABLE_FILE_WARNING = 10  # WARNING 10: "Error accessing possibly locked file"
+STALL_ENV = "CYA_STALL_SECONDS"  # how long duplicity may make no progress (default 10 min)
 
 _NO_SPACE = re.compile(r"No space left on device|Errno 28|ENOSPC")
-_BAD_PASSPHRASE = re.compile(r"Bad session key|decryption failed|bad passphrase|"
-                             r"No secret key|decrypt_message failed", re.IGNORECASE)
+_BAD_PASSPHRASE = re.compile(r"Bad session key|bad passphrase|No secret key", re.IGNORECASE)
+_DAMAGED = re.compile(r"Invalid packet|invalid packet|uncompressing failed|hash mismatch|"
+                      r"unexpected EOF|CRC error|Hash mismatch|truncated|ReadError|"
+                      r"not a gzipped file|invalid tar header", re.IGNORECASE)
 
 
 def binary() -> str:
@@ -56,19 +75,23 @@ def glob_escape(path: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", path)
 
 
-def selection(settings: Settings, never: Sequence[Path]) -> list[str]:
-    """Selection options and the source argument: back up ``settings.sources`` from ``/``.
+def selection(settings: Settings, sources: Sequence[Path], never: Sequence[Path],
+              also: Sequence[Path] = ()) -> list[str]:
+    """Selection options and the source argument: back up ``sources`` from ``/``.
 
     Paths in backups are absolute, as with restic and borg, so any number of
-    sources fit one chain. ``never`` (the tree, duplicity's cache) is excluded
-    first: a tree inside a source must not back itself up.
+    sources fit one chain. ``also`` (cya's metadata of the run) is included first,
+    then ``never`` (the tree, duplicity's cache) excluded: a tree inside a source
+    must not back itself up.
     """
     options: list[str] = []
+    for path in also:
+        options += ["--include", glob_escape(str(path))]
     for path in never:
         options += ["--exclude", glob_escape(str(path))]
     for pattern in settings.exclude:
         options += ["--exclude", pattern]
-    for source in settings.sources:
+    for source in sources:
         options += ["--include", glob_escape(str(source))]
     options += ["--exclude", "**", "/"]
     return options
@@ -83,10 +106,6 @@ def encryption(settings: Settings) -> list[str]:
     return []
 
 
-def environment(passphrase: str | None) -> dict[str, str]:
-    return {"PASSPHRASE": passphrase} if passphrase is not None else {}
-
-
 @dataclass(frozen=True)
 class Cache:
     """Duplicity's archive dir and the name of one level's cache inside it."""
@@ -95,42 +114,144 @@ class Cache:
     name: str
 
 
-def backup_argv(
-    *,
-    full: bool,
-    settings: Settings,
-    target: Path,
-    cache: Cache,
-    tempdir: Path,
-    time: datetime,
-    log_file: Path,
-    never: Sequence[Path],
-) -> list[str]:
-    return [
-        binary(),
-        "full" if full else "incremental",
-        "--current-time", str(int(time.timestamp())),
-        "--archive-dir", str(cache.archive_dir),
-        "--name", cache.name,
-        "--tempdir", str(tempdir),
-        "--log-file", str(log_file),
-        "--verbosity", "info",  # logs each added, changed and deleted path: the file index
-        # the target is a local directory: a failed write is not a network blip, and
-        # duplicity's default of 5 attempts 30 s apart only delays the error
-        "--num-retries", "1",
-        *encryption(settings),
-        *settings.duplicity_options,
-        *selection(settings, never),
-        f"file://{target}",
-    ]
-
-
 @dataclass
 class LogRecord:
     level: str
     code: int
     extra: str
     text: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A duplicity run that succeeded: its log records and console output."""
+
+    records: list[LogRecord]
+    output: bytes
+
+    def statistics(self) -> dict[str, float]:
+        return statistics(self.records)
+
+
+class Duplicity:
+    """Runs duplicity for one config: the secret in its environment only, gpg's agent
+    started without it, every failure mapped to one line."""
+
+    def __init__(self, settings: Settings, passphrase: str | None):
+        self.settings = settings
+        self.passphrase = passphrase
+        self.gnupg_home: Path | None = None
+
+    def __enter__(self) -> Duplicity:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start_agent(self) -> dict[str, str]:
+        """Start gpg's agent with an environment free of the secret; return what
+        duplicity's environment needs to use it."""
+        if self.settings.encryption.mode == "gpg-key":
+            execute.run(["gpgconf", "--launch", "gpg-agent"], remove_env=["PASSPHRASE"])
+            return {}
+        if self.gnupg_home is None:
+            home = Path(tempfile.mkdtemp(prefix="cya-gnupg-"))
+            Run.current().own(home, gnupg=True)
+            (home / "gpg.conf").write_text("no-symkey-cache\n")
+            self.gnupg_home = home
+            execute.run(["gpgconf", "--homedir", str(home), "--launch", "gpg-agent"],
+                        remove_env=["PASSPHRASE"])
+        return {"GNUPGHOME": str(self.gnupg_home)}
+
+    def close(self) -> None:
+        """Stop the private agent and remove the private gpg home."""
+        if self.gnupg_home is not None:
+            stop_agent(self.gnupg_home)
+            remove_tree(self.gnupg_home)
+            Run.current().disown(self.gnupg_home)
+            self.gnupg_home = None
+
+    def run(self, argv: Sequence[str], log_file: Path, *, doing: str,
+            pass_fds: Sequence[int] = ()) -> Outcome:
+        """Run duplicity with ``argv`` (after the binary) logging to ``log_file``.
+
+        Return its log and output. Raise Interrupted when cya was asked to stop,
+        CommandFailed (one line saying what it means) when duplicity failed or stalled.
+        """
+        env = self._start_agent()
+        if self.passphrase is not None:
+            env["PASSPHRASE"] = self.passphrase
+        env["PYTHONIOENCODING"] = "utf-8:surrogateescape"  # any file name prints
+        output = log_file.with_name(log_file.name + ".out")
+        done = execute.run([binary(), *argv, "--log-file", str(log_file)], env=env,
+                           secrets=[self.passphrase or ""], pass_fds=pass_fds,
+                           stall_after=float(os.environ.get(STALL_ENV, "600")),
+                           keep_output=output)
+        try:
+            records = parse_log(log_file.read_text(errors="replace")) \
+                if log_file.exists() else []
+            printed = output.read_bytes()
+        finally:
+            output.unlink(missing_ok=True)
+        if done.signalled is not None:
+            raise Interrupted(f"interrupted by signal {done.signalled}")
+        if done.stopped is not None:
+            raise CommandFailed(f"duplicity {done.stopped} while trying to {doing}, and was "
+                                "stopped", _damage_hint(records, done.tail),
+                                "\n".join(done.tail))
+        if done.returncode != 0:
+            raise failure(done.returncode, records, done.tail, self.settings, doing)
+        return Outcome(records, printed)
+
+
+def stop_agent(home: Path) -> None:
+    """Stop the gpg agent of a private gpg home (nothing happens if none runs)."""
+    if (home / "gpg.conf").exists():
+        execute.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                    remove_env=["PASSPHRASE"], timeout=30)
+
+
+def _damage_hint(records: Sequence[LogRecord], tail: Sequence[str]) -> str:
+    text = "\n".join([line for r in records for line in r.text] + list(tail))
+    if _DAMAGED.search(text):
+        return "a file of the chain looks damaged; run: cya check"
+    return "run with -v to see duplicity's output"
+
+
+def backup_argv(*, full: bool, settings: Settings, sources: Sequence[Path], target: Path,
+                cache: Cache, tempdir: Path, time: datetime, never: Sequence[Path],
+                also: Sequence[Path] = ()) -> list[str]:
+    return [
+        "full" if full else "incremental",
+        "--current-time", str(int(time.timestamp())),
+        "--archive-dir", str(cache.archive_dir),
+        "--name", cache.name,
+        "--tempdir", str(tempdir),
+        "--verbosity", "info",  # logs each added, changed and deleted path: the file index
+        # the target is a local directory: a failed write is not a network blip, and
+        # duplicity's default of 5 attempts 30 s apart only delays the error
+        "--num-retries", "1",
+        *encryption(settings),
+        *settings.duplicity_options,
+        *selection(settings, sources, never, also),
+        f"file://{target}",
+    ]
+
+
+def reading_argv(command: str, *, settings: Settings, source: Path, time: datetime,
+                 work: Path, extra: Sequence[str] = ()) -> list[str]:
+    """argv of a duplicity command that reads one level (``restore``,
+    ``list-current-files``) as of ``time``, with a throwaway cache under ``work``."""
+    return [
+        command,
+        "--time", str(int(time.timestamp())),
+        "--archive-dir", str(work / "cache"), "--name", command,
+        "--tempdir", str(work),
+        "--num-retries", "1",
+        *encryption(settings),
+        f"file://{source}",
+        *extra,
+    ]
 
 
 def parse_log(text: str) -> list[LogRecord]:
@@ -145,6 +266,16 @@ def parse_log(text: str) -> list[LogRecord]:
         if len(head) >= 2 and head[0].isupper() and head[1].isdigit():
             records.append(LogRecord(head[0], int(head[1]), head[2] if len(head) > 2 else ""))
     return records
+
+
+def unescape(quoted: str) -> str:
+    """The file name duplicity's ``util.escape`` wrote (``'caf\\udce9\\n.txt'``), as cya
+    keeps names: a str whose undecodable bytes are surrogates (``os.fsencode`` gives
+    back the exact bytes)."""
+    text = quoted.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        text = text[1:-1]
+    return codecs.decode(text, "unicode-escape")
 
 
 def statistics(records: Sequence[LogRecord]) -> dict[str, float]:
@@ -163,31 +294,41 @@ def statistics(records: Sequence[LogRecord]) -> dict[str, float]:
 
 
 FILE_CHANGES = {4: "A", 5: "M", 6: "D"}  # InfoCode diff_file_new / _changed / _deleted
+_CONSOLE_CHANGE = re.compile(rb"^([AMD]) (.+)$")
 
 
-def file_changes(records: Sequence[LogRecord]) -> list[tuple[str, str]]:
-    """(change, path) for every path a backup added, changed or deleted (logged at -v info)."""
+def file_changes(outcome: Outcome) -> list[tuple[str, str]]:
+    """(change, path relative to ``/``) for every path a backup added, changed or deleted.
+
+    Names come from each record's escaped control field; names duplicity's log dropped
+    (not UTF-8) from its console output, where they are the only lines that do not
+    decode as UTF-8.
+    """
     changes = []
-    for record in records:
+    for record in outcome.records:
         change = FILE_CHANGES.get(record.code) if record.level == "INFO" else None
-        if change and record.text:
-            mark, _, path = record.text[0].partition(" ")
-            if mark == change and path:
-                changes.append((change, path))
+        if change and record.extra:
+            changes.append((change, unescape(record.extra)))
+    for line in outcome.output.split(b"\n"):
+        match = _CONSOLE_CHANGE.match(line)
+        if match is None:
+            continue
+        try:
+            match[2].decode("utf-8")
+            continue  # in the log already
+        except UnicodeDecodeError:
+            changes.append((match[1].decode(), os.fsdecode(match[2])))
     return changes
 
 
 def unreadable_files(records: Sequence[LogRecord]) -> list[str]:
     """Paths duplicity could not read (it warns and goes on without them)."""
-    paths = []
-    for record in records:
-        if record.level == "WARNING" and record.code == UNREADABLE_FILE_WARNING:
-            paths.append(record.extra.strip().strip("'\""))
-    return paths
+    return [unescape(record.extra) for record in records
+            if record.level == "WARNING" and record.code == UNREADABLE_FILE_WARNING]
 
 
 def failure(returncode: int, records: Sequence[LogRecord], tail: Sequence[str],
-            settings: Settings) -> CommandFailed:
+            settings: Settings, doing: str = "back up") -> CommandFailed:
     """Return the error that says what a failed duplicity run means."""
     errors = [r for r in records if r.level == "ERROR"]
     code = errors[-1].code if errors else returncode
@@ -197,8 +338,8 @@ def failure(returncode: int, records: Sequence[LogRecord], tail: Sequence[str],
     first = next((line for r in errors for line in r.text if line.strip()), "")
     if _NO_SPACE.search(everything) or code == BACKEND_NO_SPACE:
         return CommandFailed(
-            f"disk full: no space left for the backup in {settings.tree}",
-            "free some space there and run the backup again; no earlier backup was touched",
+            f"disk full: no space left while trying to {doing}",
+            "free some space there and run again; no earlier backup was touched",
             detail)
     if code == NOT_ENOUGH_FREESPACE:
         return CommandFailed(
@@ -211,6 +352,12 @@ def failure(returncode: int, records: Sequence[LogRecord], tail: Sequence[str],
         return CommandFailed(
             f"wrong passphrase: duplicity cannot decrypt the existing backups with {where}",
             "put back the passphrase this tree was made with", detail)
+    if _DAMAGED.search(everything):
+        return CommandFailed(
+            f"a file of the chain is damaged (duplicity: {first or 'unreadable data'}) "
+            f"while trying to {doing}",
+            "run: cya check (it names the file and how to repair it); other backups are "
+            "not affected", detail)
     if code == BAD_ENCRYPT_KEY:
         return CommandFailed(
             f"gpg cannot encrypt to key {settings.encryption.gpg_key!r}",
@@ -227,18 +374,18 @@ def failure(returncode: int, records: Sequence[LogRecord], tail: Sequence[str],
     if code == USER_ERROR and "does not exist" in everything:
         return CommandFailed(f"duplicity: {first}", "check sources in the config", detail)
     message = first or (tail[-1] if tail else f"exit status {returncode}")
-    return CommandFailed(f"duplicity failed (error {code}): {message}",
+    return CommandFailed(f"duplicity failed (error {code}) while trying to {doing}: {message}",
                          "run with -v to see duplicity's output", detail)
 
 
-def cache_root(tree_id: str) -> Path:
+def cache_root(identity: str) -> Path:
     """Duplicity's archive dir for one tree, under the user cache dir (0700)."""
-    return Path(platformdirs.user_cache_dir("cya")) / tree_id
+    return cache_base() / identity
 
 
-def cache_for(tree_id: str, leaf_name: str) -> Cache:
+def cache_for(identity: str, leaf_name: str) -> Cache:
     """The cache of the one level duplicity writes to: the leaf. One name per level."""
-    return Cache(cache_root(tree_id), f"week-{leaf_name}")
+    return Cache(cache_root(identity), f"week-{leaf_name}")
 
 
 def adopt_cache(cache: Cache) -> None:
@@ -271,23 +418,6 @@ def drop_caches(cache: Cache, keep: bool = True) -> None:
             remove_tree(entry)
 
 
-def reading_argv(command: str, *, settings: Settings, source: Path, time: datetime,
-                 work: Path, log_file: Path, extra: Sequence[str] = ()) -> list[str]:
-    """argv of a duplicity command that reads one level (``restore``,
-    ``list-current-files``) as of ``time``, with a throwaway cache under ``work``."""
-    return [
-        binary(), command,
-        "--time", str(int(time.timestamp())),
-        "--archive-dir", str(work / "cache"), "--name", command,
-        "--tempdir", str(work),
-        "--log-file", str(log_file),
-        "--num-retries", "1",
-        *encryption(settings),
-        f"file://{source}",
-        *extra,
-    ]
-
-
 LISTED_FILE = 10  # InfoCode.file_list: "INFO 10 <mtime> '<path>' <type>"
 _LISTED_TYPES = {"reg": "file", "dir": "dir", "sym": "symlink"}
 
@@ -296,15 +426,13 @@ def listed_files(records: Sequence[LogRecord]) -> list[tuple[str, str, datetime 
     """(path relative to ``/``, type, mtime) of each file ``list-current-files`` logged."""
     files = []
     for record in records:
-        if record.level == "INFO" and record.code == LISTED_FILE and record.text:
-            line = record.text[0]
-            # the text is "Mon Dec  4 12:00:00 2012 path": 24 characters of date, a space
-            path = line[25:] if len(line) > 25 else line
+        if record.level == "INFO" and record.code == LISTED_FILE and record.extra:
             stamp, _, rest = record.extra.partition(" ")
-            kind = _LISTED_TYPES.get(rest.rsplit(" ", 1)[-1], "other")
+            quoted, _, kind = rest.rpartition(" ")
             try:
                 mtime = parse_time(stamp)
             except ValueError:
                 mtime = None
-            files.append((path, kind, mtime))
+            files.append((unescape(quoted), _LISTED_TYPES.get(kind, "other"), mtime))
     return files
+

@@ -1,12 +1,15 @@
 """Typed errors: each carries what went wrong, what to do, and the exit code.
 
-cli.py is the one place a CyaError becomes a message and an exit code
-(DESIGN.md section 3: 0 done, 1 failed, 2 bad usage or config, 75 try again later).
+cli.py is the one place a CyaError (or anything unexpected) becomes a message and
+an exit code (DESIGN.md section 3: 0 done, 1 failed, 2 bad usage or config,
+75 try again later).
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
+import errno
+import os
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TEMPFAIL = 75
@@ -25,7 +28,8 @@ class CyaError(Exception):
         self.detail = detail
 
     def one_line(self) -> str:
-        return f"{self.message}; {self.hint}" if self.hint else self.message
+        text = f"{self.message}; {self.hint}" if self.hint else self.message
+        return " ".join(text.split("\n"))
 
 
 class UsageError(CyaError):
@@ -45,11 +49,19 @@ class Busy(CyaError):
 
 
 class CommandFailed(CyaError):
-    """An external command (duplicity) failed; the message says what it means."""
+    """An external command (duplicity, a hook) failed; the message says what it means."""
+
+
+class Interrupted(CyaError):
+    """cya was asked to stop (Ctrl-C, SIGTERM); the message says what was undone."""
 
 
 class TreeError(CyaError):
     """The tree on disk is not in a state cya can work with."""
+
+
+class CatalogError(TreeError):
+    """The catalog is missing or damaged; ``cya init --adopt`` rebuilds it from the tree."""
 
 
 class ArchiveError(CyaError):
@@ -60,3 +72,36 @@ class ThawPending(CyaError):
     """Archived bags are still being thawed; the same command finishes the job later."""
 
     exit_code = EXIT_TEMPFAIL
+
+
+def mount_point(path: str | os.PathLike) -> str:
+    """The mount point of the file system ``path`` (or its nearest existing parent) is on."""
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        current = os.path.dirname(current)
+    while not os.path.ismount(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def from_os_error(error: OSError, doing: str, hint: str = "") -> CyaError:
+    """One line for an OSError met while ``doing`` something ("write the tree", ...):
+    a full disk says so and names the file system."""
+    where = error.filename or ""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        system = mount_point(where) if where else "?"
+        what = "disk full" if error.errno == errno.ENOSPC else "disk quota exceeded"
+        return CyaError(f"{what}: no space left on the file system at {system} while trying "
+                        f"to {doing}" + (f" ({where})" if where else ""),
+                        hint or "free some space there and run again; no earlier backup "
+                        "was touched")
+    if error.errno == errno.EROFS:
+        return CyaError(f"read-only file system: cannot {doing}" + (f" ({where})" if where
+                                                                     else ""),
+                        hint or "remount it read-write, or use a command that only reads")
+    reason = error.strerror or str(error)
+    return CyaError(f"cannot {doing}" + (f" ({where})" if where else "") + f": {reason}",
+                    hint)

@@ -57,10 +57,26 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
-def make_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) and make it 0700."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+def make_private_dir(path: Path) -> list[Path]:
+    """Create ``path`` and its missing parents, each new one 0700; return those created.
+
+    A directory that exists keeps its mode: cya never changes the mode of a directory
+    it did not make (``/etc`` made 0700 would lock the machine up).
+    """
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    created = []
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # mkdir's mode is cut by the umask
+        created.append(directory)
+    return created
 
 
 def link_if_missing(source: Path, target: Path) -> bool:

@@ -24,6 +24,7 @@ Invariants kept here:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from cya.core.names import manifest_last, parse_name
 from cya.core.placement import Placement
-from cya.core.timescale import Level, WeekStart, parse_level
+from cya.core.timescale import Level, parse_level
 from cya.core.treeview import FileInfo, TreeView
 from cya.errors import TreeError
 from cya.fsutil import (
@@ -84,41 +85,70 @@ class Tree:
         return self.level_dir(level) / FILES
 
     def create(self) -> None:
-        """Make the tree root (0700) and its state directories."""
+        """Make the tree root (0700, if cya makes it) and its state directories."""
         make_private_dir(self.root)
         for path in (self.state, self.staging, self.trash):
             make_private_dir(path)
 
+    def has_levels(self) -> bool:
+        """Whether the root holds level directories (backups), with or without cya's state."""
+        try:
+            return any(parse_level((entry.name,)) is not None and entry.is_dir()
+                       for entry in os.scandir(self.root))
+        except OSError:
+            return False
+
     def require(self) -> None:
-        """Raise TreeError unless this is a tree made by ``cya init``."""
-        if not self.state.is_dir():
+        """Raise TreeError unless this is a tree made by ``cya init`` with its state."""
+        if self.state.is_dir():
+            return
+        if self.has_levels():
+            raise TreeError(f"the tree {self.root} holds backups but its state "
+                            f"({self.state}) is gone",
+                            "rebuild it from the tree: cya init --adopt")
+        if self.root.exists():
             raise TreeError(f"no cya tree at {self.root}",
                             "run: cya init --source DIR --tree DIR (or fix tree in the config)")
+        raise TreeError(f"the tree {self.root} does not exist",
+                        "is its disk mounted? (or run: cya init --source DIR --tree DIR)")
 
-    def scan(self, week_start: WeekStart | None = None) -> TreeView:
-        """List every level and the duplicity files in its ``files/`` (names and lstat only)."""
+    def identity(self, tree_id: str) -> str:
+        """What names this tree's duplicity cache: the catalog's tree id and where the tree
+        is on disk, so a copy (``cp -a``) of a tree never shares the original's cache."""
+        info = os.stat(self.state)
+        place = f"{os.path.realpath(self.root)}\0{info.st_dev}\0{info.st_ino}"
+        digest = hashlib.sha256(place.encode("utf-8", "surrogateescape")).hexdigest()
+        return f"{tree_id}-{digest[:8]}"
+
+    def scan(self) -> TreeView:
+        """List every level and the duplicity files in its ``files/`` (names and lstat only).
+
+        Any date is a week name here, whatever ``week_start`` says now: a tree made with
+        Sunday weeks and continued with Monday weeks holds both, and every scan must see
+        all of them."""
         found: dict[Level, frozenset[str]] = {}
         info: dict[Level, dict[str, FileInfo]] = {}
 
         def walk(directory: Path, names: tuple[str, ...]) -> None:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if not entry.is_dir(follow_symlinks=False):
+            try:
+                with os.scandir(directory) as entries:
+                    listed = list(entries)
+            except FileNotFoundError:
+                return  # trimmed away while an unlocked reader looked
+            for entry in listed:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if entry.name == FILES and names:
+                    level = Level(names)
+                    try:
+                        info[level] = _files_info(entry.path)
+                    except FileNotFoundError:
                         continue
-                    if entry.name == FILES and names:
-                        level = Level(names)
-                        info[level] = {}
-                        with os.scandir(entry.path) as files:
-                            for item in files:
-                                if parse_name(item.name) and item.is_file(follow_symlinks=False):
-                                    stat = item.stat(follow_symlinks=False)
-                                    info[level][item.name] = FileInfo(
-                                        stat.st_size, stat.st_ino, stat.st_nlink)
-                        found[level] = frozenset(info[level])
-                        continue
-                    child = names + (entry.name,)
-                    if parse_level(child, week_start) is not None:
-                        walk(Path(entry.path), child)
+                    found[level] = frozenset(info[level])
+                    continue
+                child = names + (entry.name,)
+                if parse_level(child) is not None:
+                    walk(Path(entry.path), child)
 
         walk(self.root, ())
         return TreeView(found, info)
@@ -128,6 +158,20 @@ class Tree:
         if not directory.is_dir():
             return []
         return sorted(n for n in os.listdir(directory) if parse_name(n))
+
+
+def _files_info(directory: str) -> dict[str, FileInfo]:
+    """The duplicity files of one ``files/`` directory with their size, inode and links."""
+    found = {}
+    with os.scandir(directory) as files:
+        for item in files:
+            if parse_name(item.name) and item.is_file(follow_symlinks=False):
+                try:
+                    stat = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                found[item.name] = FileInfo(stat.st_size, stat.st_ino, stat.st_nlink)
+    return found
 
 
 @dataclass
@@ -152,21 +196,27 @@ class BackupJournal:
     new: list[str] | None = None
     statistics: dict | None = None
     unreadable: list[str] | None = None
+    digests: dict[str, list] | None = None  # new file -> [size, SHA-256]
+    sources: list[list[str]] | None = None  # [as configured, as backed up]
 
     def save(self, tree: Tree) -> None:
         atomic_write(tree.journal_path, json.dumps(asdict(self), indent=1).encode())
 
     @staticmethod
     def load(tree: Tree) -> BackupJournal | None:
+        """The journal of an interrupted run, or None. Raise TreeError if it is damaged
+        (the interrupted backup cannot be finished then; moving the journal away drops
+        it, and nothing of it was published before "captured")."""
         try:
             data = json.loads(tree.journal_path.read_text(encoding="utf-8"))
+            return BackupJournal(**data)
         except FileNotFoundError:
             return None
-        except (ValueError, OSError) as error:
-            raise TreeError(f"cannot read {tree.journal_path}: {error}",
-                            "the journal of an interrupted run is damaged; move it away "
-                            "and run again (the interrupted backup is then dropped)") from None
-        return BackupJournal(**data)
+        except (ValueError, TypeError, OSError) as error:
+            raise TreeError(f"the journal of an interrupted backup ({tree.journal_path}) is "
+                            f"damaged: {str(error).splitlines()[0]}",
+                            f"move it away (mv {tree.journal_path} {tree.journal_path}.damaged)"
+                            " and run again; the interrupted backup is then dropped") from None
 
     def clear(self, tree: Tree) -> None:
         tree.journal_path.unlink(missing_ok=True)

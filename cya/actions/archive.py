@@ -39,8 +39,7 @@ from cya.core.timescale import Level
 from cya.core.treeview import TreeView
 from cya.errors import ArchiveError, TreeError, UsageError
 from cya.fsutil import crash_point, remove_tree
-from cya.lock import TreeLock
-from cya.recovery import recover
+from cya.opentree import OpenTree, open_tree
 from cya.tree import FILES, Tree
 
 log = logging.getLogger("cya")
@@ -76,14 +75,11 @@ def require_bucket(settings: Settings) -> None:
 
 def run(settings: Settings, now: datetime, dry_run: bool = False,
         progress: Callable[[str], None] | None = None) -> ArchiveResult:
-    """Archive every finished year not yet archived, under the tree lock."""
+    """Archive every finished year not yet archived (a dry run only plans: no lock, no
+    network, nothing written)."""
     require_bucket(settings)
-    tree = Tree(settings.tree)
-    tree.require()
-    with TreeLock(tree.lock_path), Catalog(tree.catalog_path) as catalog:
-        if not dry_run:
-            recover(tree, catalog, settings)
-        return archive_locked(tree, catalog, settings, dry_run, progress)
+    with open_tree(settings, write=not dry_run, locked=not dry_run) as opened:
+        return archive_opened(opened, dry_run, progress)
 
 
 def year_files(view: TreeView, year: Level) -> list[YearFile]:
@@ -114,11 +110,12 @@ def plan(view: TreeView, catalog: Catalog, bag_size: int) -> list[BagPlan]:
     return plans
 
 
-def archive_locked(tree: Tree, catalog: Catalog, settings: Settings, dry_run: bool,
+def archive_opened(opened: OpenTree, dry_run: bool,
                    progress: Callable[[str], None] | None = None) -> ArchiveResult:
-    """Plan and (unless ``dry_run``) upload; the caller holds the tree lock."""
+    """Plan and (unless ``dry_run``) upload, on a tree opened for writing."""
+    tree, catalog, settings = opened.tree, opened.catalog, opened.settings
     say = progress or (lambda text: None)
-    plans = plan(tree.scan(settings.week_start), catalog, settings.archive.bag_size)
+    plans = plan(opened.view, catalog, settings.archive.bag_size)
     result = ArchiveResult(plans, dry_run)
     if dry_run:
         return result
@@ -239,7 +236,7 @@ def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings
         catalog.copy_without_index(copy)
         remote.put_bytes(remote.key(layout.SYSTEM_CATALOG), copy.read_bytes(),
                          "application/vnd.sqlite3")
-        remote.put_bytes(remote.key(layout.SYSTEM_CONFIG), settings.config_path.read_bytes(),
+        remote.put_bytes(remote.key(layout.SYSTEM_CONFIG_KEY), settings.config_path.read_bytes(),
                          "application/toml")
     finally:
         remove_tree(work)

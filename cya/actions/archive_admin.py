@@ -21,13 +21,12 @@ from datetime import datetime, timedelta
 from cya.actions.archive import require_bucket
 from cya.archive import layout
 from cya.archive.s3 import Remote
-from cya.catalog import SYSTEM_COPIED, Catalog, YearRecord
+from cya.catalog import SYSTEM_COPIED, YearRecord
 from cya.clock import parse_record_time, record_time
 from cya.config import Settings
 from cya.core.costs import Prices, early_deletion, storage_month
 from cya.core.retention import PrunePlan, RemoteObject, awaiting_archive, plan_prune
-from cya.lock import TreeLock
-from cya.tree import Tree
+from cya.opentree import open_tree
 
 LIFECYCLE_RULE = "cya-abort-incomplete-uploads"
 
@@ -49,9 +48,8 @@ class ArchiveStatus:
 
 def status(settings: Settings) -> ArchiveStatus:
     require_bucket(settings)
-    tree = Tree(settings.tree)
-    tree.require()
-    with TreeLock(tree.lock_path, shared=True), Catalog(tree.catalog_path) as catalog:
+    with open_tree(settings, write=False, locked=False) as opened:
+        catalog = opened.catalog
         bags = catalog.bags()
         size = sum(b.size for b in bags)
         thaws = {bag: f"{tier}, asked {asked}, kept {days} days"
@@ -59,7 +57,7 @@ def status(settings: Settings) -> ArchiveStatus:
         return ArchiveStatus(
             bucket=settings.archive.bucket, years=catalog.archived_years(), bags=len(bags),
             bytes=size, dollars_month=storage_month(Prices(), size, len(bags)),
-            awaiting=[y.relpath for y in awaiting_archive(tree.scan(),
+            awaiting=[y.relpath for y in awaiting_archive(opened.view,
                                                           catalog.archived_year_paths())],
             thaws=thaws,
             system_copied_at=catalog.get_meta(SYSTEM_COPIED))
@@ -79,13 +77,11 @@ class VerifyReport:
 def verify(settings: Settings) -> VerifyReport:
     """HEAD every recorded bag, manifest and year index; list what the catalog does not know."""
     require_bucket(settings)
-    tree = Tree(settings.tree)
-    tree.require()
     remote = Remote(settings.archive)
     report = VerifyReport(settings.archive.bucket)
-    with TreeLock(tree.lock_path, shared=True), Catalog(tree.catalog_path) as catalog:
-        bags = catalog.bags()
-        years = catalog.archived_years()
+    with open_tree(settings, write=False, locked=False) as opened:
+        bags = opened.catalog.bags()
+        years = opened.catalog.archived_years()
     listed = remote.list_keys(remote.prefix)
     for bag in bags:
         report.checked += 1
@@ -106,13 +102,13 @@ def verify(settings: Settings) -> VerifyReport:
         elif not reported:
             report.notes.append(f"bag {bag.key}: the server reports no SHA-256 checksum")
     for key in [b.manifest for b in bags] + [y.index_key for y in years] + \
-            [remote.key(layout.SYSTEM_CATALOG), remote.key(layout.SYSTEM_CONFIG)]:
+            [remote.key(layout.SYSTEM_CATALOG), remote.key(layout.SYSTEM_CONFIG_KEY)]:
         report.checked += 1
         if key not in listed:
             report.problems.append(f"{key} is missing")
     known = {b.key for b in bags} | {b.manifest for b in bags} | {y.index_key for y in years}
     for key in sorted(listed):
-        if remote.relative(key).startswith(layout.KINDS) and key not in known:
+        if remote.relative(key).startswith(layout.PREFIXES) and key not in known:
             report.notes.append(f"{key} is in the bucket but not in the catalog "
                                 "(left by an interrupted run, or by another tree)")
     return report
@@ -185,10 +181,9 @@ def prune(settings: Settings, now: datetime, apply: bool) -> PruneResult:
     and they are ``min_age_days`` old, and wait in the catalog's queue until then."""
     require_bucket(settings)
     archive = settings.archive
-    tree = Tree(settings.tree)
-    tree.require()
     prices = Prices()
-    with TreeLock(tree.lock_path, shared=not apply), Catalog(tree.catalog_path) as catalog:
+    with open_tree(settings, write=apply, locked=apply) as opened:
+        tree, catalog = opened.tree, opened.catalog
         needs = catalog.year_needs()
         bags = {b.key: b for b in catalog.bags()}
         objects = [RemoteObject(key, bag.size, _age_days(bag.uploaded_at, now),

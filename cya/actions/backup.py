@@ -2,47 +2,53 @@
 
 Steps, and the crash points tests kill a real process at (``$CYA_CRASH_AT``):
 
-1. check sources, passphrase and tree; take the tree lock;
-2. finish or undo an interrupted run from the journal (recover);
-3. plan the placement (pure: core.placement);
-4. journal "started"                                  -> crash point after-journal
-5. seed ``.cya/staging/RUN/files`` with the base's files  -> after-seed
-6. run duplicity into the staging target (it writes non-atomically and
+1. check sources, passphrase, time and tree; open the tree for writing (lock, catalog,
+   an interrupted run finished or undone, one scan: cya/opentree.py);
+2. plan the placement (pure: core.placement); a base whose chain is broken gets a new
+   full instead of an increment nobody could restore;
+3. journal "started"                                  -> crash point after-journal
+4. seed ``.cya/staging/RUN/files`` with the base's files  -> after-seed
+5. run duplicity into the staging target (it writes non-atomically and
    without fsync, which is why it never writes into a level directly)
-7. fsync its new files; journal "captured"            -> after-capture
-8. publish: build new levels and rename them in       -> before-new-levels,
+6. fsync its new files, make them 0600, record their SHA-256; journal "captured"
+                                                      -> after-capture
+7. publish: build new levels and rename them in       -> before-new-levels,
    after-new-levels; link into the base, manifest last -> before-base-manifest
-9. record the backup in the catalog                   -> after-publish
-10. remove staging and the journal; drop caches of levels no longer written.
+8. record the backup in the catalog                   -> after-publish
+9. remove staging and the journal; drop caches of levels no longer written.
 
-A crash before 7 leaves the tree as it was and the run is undone; a crash at
-or after 7 is finished by the next run. Either way the backup is in every
-level it belongs to, or in none.
+A crash before 6 leaves the tree as it was and the run is undone; a crash at
+or after 6 is finished by the next run. Either way the backup is in every
+level it belongs to, or in none. Ctrl-C or SIGTERM before 6 undoes the run at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from cya import duplicity, execute
-from cya.actions.trim import TrimResult, trim_locked
-from cya.catalog import Catalog
+from cya import duplicity
+from cya.actions.trim import TrimResult, trim_opened
 from cya.clock import show_time, wall_time
 from cya.config import Settings, read_passphrase
 from cya.core import fileindex
+from cya.core.chains import chain_problem
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
 from cya.core.retention import awaiting_archive
 from cya.core.timescale import leaf_for
-from cya.errors import ConfigError, CyaError, TimeWentBackwards
-from cya.fsutil import atomic_write, crash_point, remove_tree
-from cya.lock import TreeLock
-from cya.recovery import finish, recover, undo
+from cya.errors import ConfigError, CyaError, Interrupted, TimeWentBackwards, UsageError
+from cya.fsutil import atomic_write, crash_point, fsync_dir, remove_tree
+from cya.interrupted import finish, undo
+from cya.opentree import OpenTree, open_tree
+from cya.runs import cache_base
 from cya.tree import INDEX, BackupJournal, Tree, capture, publish, run_dir, seed
 
 if TYPE_CHECKING:
@@ -50,12 +56,25 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+FUTURE_SLACK = timedelta(minutes=10)  # a clock a little ahead of the real one is fine
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    now: datetime  # the backup clock (local time; --now or the system clock)
+    real_now: datetime  # the system clock, to refuse a --now typo far in the future
+    dry_run: bool = False
+    trim: bool = True
+    archive: bool = True
+    allow_future: bool = False
+    progress: Callable[[str], None] | None = None
+
 
 @dataclass
 class BackupResult:
     placement: Placement
     dry_run: bool
-    recovered: str | None = None  # what recovery did about an interrupted run
+    finished: str | None = None  # what was done about an interrupted run
     statistics: dict = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # kept backup, but exit 1
@@ -63,98 +82,160 @@ class BackupResult:
     archive: ArchiveResult | None = None
 
 
-def check(settings: Settings) -> str | None:
-    """Check everything checkable before writing; return the passphrase.
+def resolve_sources(settings: Settings) -> list[tuple[Path, Path]]:
+    """Each source as configured and the real directory it names (symlinks resolved:
+    duplicity stores a symlink as a link and does not descend through a symlinked
+    parent). Raise ConfigError naming every source that names nothing."""
+    resolved, problems = [], []
+    for source in settings.sources:
+        real = Path(os.path.realpath(source))
+        if not real.exists():
+            if source.is_symlink() or real != source:
+                problems.append(f"source {source} leads to {real}, which does not exist")
+            else:
+                problems.append(f"source {source} does not exist")
+            continue
+        resolved.append((source, real))
+    if problems:
+        raise ConfigError("; ".join(problems), f"fix the config {settings.config_path} "
+                          "or mount what it names")
+    return resolved
 
-    Raise ConfigError naming every problem found.
+
+def check(settings: Settings, request: BackupRequest) -> tuple[str | None, list]:
+    """Check everything checkable before writing; return the passphrase and the sources.
+
+    Raise ConfigError/UsageError naming every problem found.
     """
     problems = []
-    for source in settings.sources:
-        if not source.exists():
-            problems.append(f"source {source} does not exist")
+    sources: list = []
+    try:
+        sources = resolve_sources(settings)
+    except ConfigError as error:
+        problems.append(error.message)
     try:
         passphrase = read_passphrase(settings)
     except ConfigError as error:
         problems.append(error.one_line())
         passphrase = None
-    Tree(settings.tree).require()
     if problems:
         raise ConfigError("; ".join(problems), f"fix the config {settings.config_path} "
                           "or the paths it names")
-    return passphrase
+    if not request.allow_future and request.now > request.real_now + FUTURE_SLACK:
+        raise UsageError(f"backup time {show_time(request.now)} is in the future (the clock "
+                         f"says {show_time(request.real_now)})",
+                         "leave out --now, or add --allow-future if you mean it: no backup "
+                         "before that time can be made afterwards")
+    return passphrase, sources
 
 
-def run(settings: Settings, now: datetime, dry_run: bool = False,
-        trim: bool = True, archive: bool = True,
-        progress: Callable[[str], None] | None = None) -> BackupResult:
-    """Make one backup at ``now``, then archive finished years (if ``archive`` and a
-    bucket is configured), then trim (if ``trim``). Raise CyaError on failure.
+def run(settings: Settings, request: BackupRequest) -> BackupResult:
+    """Make one backup at ``request.now``, then archive (if asked and a bucket is
+    configured), then trim (if asked). Raise CyaError on failure.
 
     A failed archive or trim does not undo or hide the backup: it is kept and the
     error is returned among the warnings. The archive runs before the trim so that
-    a year archived now can be trimmed in the same run.
+    what the archive now holds can be trimmed in the same run.
     """
-    passphrase = check(settings)
-    tree = Tree(settings.tree)
-    with TreeLock(tree.lock_path) as lock, Catalog(tree.catalog_path) as catalog:
-        recovered = None if dry_run else recover(tree, catalog, settings)
-        view = tree.scan()
-        time = now.replace(microsecond=0)
-        leaf = leaf_for(now.date(), settings.week_start)
-        try:
-            placement = plan_placement(time, leaf, view.chained(), view.newest())
-        except BackupTimeNotAfterNewest as error:
-            raise TimeWentBackwards(
-                f"backup time {show_time(error.requested)} is not after the newest backup "
-                f"in the tree ({show_time(error.newest)})",
-                "give a later --now, or leave it out to use the clock",
-            ) from None
-        result = BackupResult(placement, dry_run, recovered)
-        if dry_run:
+    passphrase, sources = check(settings, request)
+    with open_tree(settings, write=not request.dry_run) as opened:
+        placement = plan(opened, request.now)
+        result = BackupResult(placement, request.dry_run, opened.finished)
+        if request.dry_run:
             return result
-        cache = duplicity.cache_for(catalog.tree_id, leaf.name)
-        journal = BackupJournal(
-            time=format_time(time),
-            leaf=leaf.relpath,
-            base=placement.base.relpath if placement.base else None,
-            new_levels=[level.relpath for level in placement.new_levels],
-            staging=f"backup-{format_time(time)}",
-            cache_name=cache.name,
-            started_at=wall_time(),
-        )
-        try:
-            _make(tree, settings, placement, journal, cache, passphrase, lock.fd)
-        except OSError as error:
-            raise _os_error(error, tree) from None
-        finish(tree, catalog, journal, placement)
-        duplicity.drop_caches(cache)
-        result.statistics = journal.statistics or {}
-        result.unreadable = journal.unreadable or []
-        if archive and settings.archive.enabled:
-            result.archive = _archive(tree, catalog, settings, time, result, progress)
-        if trim:
-            result.trim = _kept_despite(result, time, "trimming",
-                                        lambda: trim_locked(tree, settings, now, dry_run=False))
+        if placement.broken is not None:
+            result.warnings.append(f"the {placement.base.kind} chain {placement.base} is "
+                                   f"broken ({placement.broken}); this backup starts a new "
+                                   "full there; run: cya check")
+        _backup(opened, placement, passphrase, sources, result)
+        opened.rescan()
+        if request.archive and settings.archive.enabled:
+            result.archive = _archive(opened, result, request.progress)
+        if request.trim:
+            result.trim = _kept_despite(result, placement.time, "trimming",
+                                        lambda: trim_opened(opened, request.now, dry_run=False))
         if result.unreadable:
-            shown = ", ".join(result.unreadable[:3])
+            shown = ", ".join(fileindex.shown(p) for p in result.unreadable[:3])
             more = f" and {len(result.unreadable) - 3} more" if len(result.unreadable) > 3 else ""
             result.warnings.append(
-                f"backup {show_time(time)} is kept, but {len(result.unreadable)} file(s) could not "
-                f"be read and are not in it: {shown}{more}; fix their permissions or exclude them")
+                f"backup {show_time(placement.time)} is kept, but {len(result.unreadable)} "
+                f"file(s) could not be read and are not in it: {shown}{more}; fix their "
+                "permissions or exclude them")
         return result
 
 
-def _archive(tree: Tree, catalog: Catalog, settings: Settings, time: datetime,
-             result: BackupResult, progress: Callable[[str], None] | None
-             ) -> ArchiveResult | None:
-    """Archive the finished years not yet archived, if there are any (boto3 is loaded
-    only then: most days there is nothing to do)."""
-    if not awaiting_archive(tree.scan(), catalog.archived_year_paths()):
-        return None
-    from cya.actions.archive import archive_locked
+def plan(opened: OpenTree, now: datetime) -> Placement:
+    """Where a backup at ``now`` goes in the tree as it is. Raise TimeWentBackwards."""
+    view = opened.view
+    time = now.astimezone(UTC).replace(microsecond=0)
+    leaf = leaf_for(now.date(), opened.settings.week_start)
+    try:
+        placement = plan_placement(time, leaf, view.chained(), view.newest())
+    except BackupTimeNotAfterNewest as error:
+        raise TimeWentBackwards(
+            f"backup time {show_time(error.requested)} is not after the newest backup "
+            f"in the tree ({show_time(error.newest)})",
+            "give a later --now, or leave it out to use the clock",
+        ) from None
+    if placement.base is not None:
+        problem = chain_problem(view.sets(placement.base))
+        if problem is not None:
+            placement = dataclasses.replace(placement, broken=problem)
+    return placement
 
-    return _kept_despite(result, time, "archiving", lambda: archive_locked(
-        tree, catalog, settings, dry_run=False, progress=progress))
+
+def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
+            sources: list[tuple[Path, Path]], result: BackupResult) -> None:
+    """Steps 3-9 for one placement."""
+    tree = opened.tree
+    time = placement.time
+    cache = duplicity.cache_for(opened.identity, placement.leaf.name)
+    journal = BackupJournal(
+        time=format_time(time),
+        leaf=placement.leaf.relpath,
+        base=placement.base.relpath if placement.base else None,
+        new_levels=[level.relpath for level in placement.new_levels],
+        staging=f"backup-{format_time(time)}",
+        cache_name=cache.name,
+        started_at=wall_time(),
+        sources=[[str(written), str(real)] for written, real in sources],
+    )
+    try:
+        with duplicity.Duplicity(opened.settings, passphrase) as runner:
+            _make(opened, placement, journal, cache, runner, [real for _, real in sources])
+    except (Interrupted, KeyboardInterrupt) as error:
+        how = (" " + error.message.removeprefix("interrupted ")
+               if isinstance(error, Interrupted) else "")
+        if journal.phase == "captured":
+            raise Interrupted(f"the backup at {show_time(time)} was interrupted{how} while "
+                              "it was being put in place",
+                              "the next cya backup or trim finishes it") from None
+        undo(tree, journal)
+        raise Interrupted(f"the backup at {show_time(time)} was interrupted{how} and undone",
+                          "nothing was changed; run the backup again") from None
+    except CyaError:
+        if journal.phase != "captured":
+            undo(tree, journal)
+        raise
+    except OSError as error:
+        if journal.phase != "captured":
+            undo(tree, journal)
+        raise _os_error(error, tree) from None
+    finish(tree, opened.catalog, journal, placement)
+    duplicity.drop_caches(cache)
+    result.statistics = journal.statistics or {}
+    result.unreadable = journal.unreadable or []
+
+
+def _archive(opened: OpenTree, result: BackupResult,
+             progress: Callable[[str], None] | None) -> ArchiveResult | None:
+    """Archive what awaits the archive, if anything does (boto3 is loaded only then)."""
+    if not awaiting_archive(opened.view, opened.catalog.archived_year_paths()):
+        return None
+    from cya.actions.archive import archive_opened
+
+    return _kept_despite(result, result.placement.time, "archiving", lambda: archive_opened(
+        opened, dry_run=False, progress=progress))
 
 
 def _kept_despite(result: BackupResult, time: datetime, doing: str, step: Callable[[], T]
@@ -171,51 +252,68 @@ def _kept_despite(result: BackupResult, time: datetime, doing: str, step: Callab
     return None
 
 
-def _make(tree: Tree, settings: Settings, placement: Placement, journal: BackupJournal,
-          cache: duplicity.Cache, passphrase: str | None, lock_fd: int | None) -> None:
-    """Steps 4-8: journal, seed, duplicity, capture, publish."""
+def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
+          cache: duplicity.Cache, runner: duplicity.Duplicity, sources: list[Path]) -> None:
+    """Steps 3-7: journal, seed, duplicity, capture, publish."""
+    tree = opened.tree
     journal.save(tree)
     crash_point("after-journal")
     work = run_dir(tree, journal)
     remove_tree(work)
     files = work / "files"
-    journal.seeded = seed(tree, placement.base, files)
+    # a new full (a broken base) starts from nothing; it still joins every level
+    journal.seeded = seed(tree, None if placement.full else placement.base, files)
     (work / "tmp").mkdir(mode=0o700)
     crash_point("after-seed")
-    log_file = work / "duplicity.log"
+    never = _never(tree.root, cache.archive_dir)
     argv = duplicity.backup_argv(
-        full=placement.full, settings=settings, target=files, cache=cache,
-        tempdir=work / "tmp", time=placement.time, log_file=log_file,
-        never=[tree.root, cache.archive_dir],
-    )
+        full=placement.full, settings=opened.settings, sources=sources, target=files,
+        cache=cache, tempdir=work / "tmp", time=placement.time, never=never)
     cache.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     duplicity.adopt_cache(cache)
-    completed = execute.run(argv, env=duplicity.environment(passphrase),
-                            secrets=[passphrase or ""],
-                            pass_fds=[lock_fd] if lock_fd is not None else [])
-    records = duplicity.parse_log(log_file.read_text(errors="replace")) if log_file.exists() else []
-    if completed.returncode != 0:
-        undo(tree, journal)
-        if completed.signalled:
-            raise CyaError(f"backup interrupted by signal {completed.signalled}",
-                           "nothing was changed; run the backup again")
-        raise duplicity.failure(completed.returncode, records, completed.tail, settings)
+    outcome = runner.run(argv, work / "duplicity.log", doing="back up",
+                         pass_fds=[opened.lock.fd] if opened.lock.fd is not None else [])
     new = capture(files, journal.seeded)
     index = work / INDEX
-    atomic_write(index, fileindex.encode(_describe(duplicity.file_changes(records))))
+    atomic_write(index, fileindex.encode(_describe(duplicity.file_changes(outcome))))
     seeded_times = complete_backup_times(journal.seeded)
     journal.parent = format_time(seeded_times[-1]) if seeded_times else None
     if placement.time not in complete_backup_times(new):
-        undo(tree, journal)
-        raise CyaError("duplicity reported success but wrote no manifest for this backup",
-                       "run with -v and report this", "\n".join(completed.tail))
+        raise CyaError("duplicity reported success but wrote no complete backup set",
+                       "run with -v and report this")
     journal.new = new
-    journal.statistics = duplicity.statistics(records)
-    journal.unreadable = duplicity.unreadable_files(records)
+    journal.digests = {name: _private_digest(files / name) for name in new}
+    fsync_dir(files)
+    journal.statistics = outcome.statistics()
+    journal.unreadable = duplicity.unreadable_files(outcome.records)
     journal.phase = "captured"
     journal.save(tree)
     crash_point("after-capture")
     publish(tree, placement, files, journal.seeded, new, work / "build")
+
+
+def _never(*paths: Path) -> list[Path]:
+    """What a backup must never hold: the tree and the cache, by the path the config
+    gives and by their real path (a tree reached through a symlink inside a source)."""
+    found: list[Path] = []
+    for path in (*paths, cache_base()):
+        for spelling in (path, Path(os.path.realpath(path))):
+            if spelling not in found:
+                found.append(spelling)
+    return found
+
+
+def _private_digest(path: Path) -> list:
+    """Make a new duplicity file 0600 (the tree is private, its files too) and return
+    [size, SHA-256] of it: what ``cya check`` and a restore verify later."""
+    os.chmod(path, 0o600)
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return [size, digest.hexdigest()]
 
 
 def _describe(changes: list[tuple[str, str]]) -> list[fileindex.Change]:
@@ -228,7 +326,7 @@ def _describe(changes: list[tuple[str, str]]) -> list[fileindex.Change]:
             continue
         try:
             info = os.lstat(os.path.join("/", path))
-        except OSError:
+        except (OSError, ValueError):
             described.append(fileindex.Change(change, fileindex.Entry(path, "gone", None, None)))
             continue
         kind = ("dir" if stat.S_ISDIR(info.st_mode) else "symlink" if stat.S_ISLNK(info.st_mode)
@@ -239,7 +337,6 @@ def _describe(changes: list[tuple[str, str]]) -> list[fileindex.Change]:
 
 
 def _os_error(error: OSError, tree: Tree) -> CyaError:
-    if error.errno == 28:
-        return CyaError(f"disk full: no space left in {tree.root}",
-                        "free some space and run the backup again; no earlier backup was touched")
-    return CyaError(f"cannot write the tree: {error}", "check the tree's file system")
+    from cya.errors import from_os_error
+
+    return from_os_error(error, f"write the backup into {tree.root}")

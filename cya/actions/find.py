@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cya.browse import FileLister
-from cya.catalog import Catalog
 from cya.config import Settings
 from cya.core import fileindex
 from cya.core.chains import Restorable, restorable
 from cya.core.names import format_time
-from cya.tree import Tree
+from cya.opentree import open_tree
 
 
 @dataclass(frozen=True)
@@ -28,14 +27,11 @@ class Found:
 
 
 def run(settings: Settings, pattern: str) -> list[Found]:
-    tree = Tree(settings.tree)
-    tree.require()
-    view = tree.scan()
     keep = fileindex.matcher(pattern)
     found = []
-    with Catalog(tree.catalog_path) as catalog:
-        lister = FileLister(tree, catalog, settings, keep)
-        for backup in restorable(view):
+    with open_tree(settings, write=False, locked=False) as opened:
+        lister = FileLister(opened.tree, opened.catalog, settings, keep)
+        for backup in restorable(opened.view):
             files, _ = lister.files(backup)
             if files:
                 found.append(Found(backup, tuple(files[p] for p in sorted(files))))

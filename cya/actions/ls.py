@@ -7,11 +7,9 @@ comes from file names and ``lstat``, file lists from the catalog.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime
 
-from cya.actions.restore import parse_date
 from cya.browse import FileLister
-from cya.catalog import Catalog
 from cya.clock import show_time
 from cya.config import Settings
 from cya.core import fileindex
@@ -20,7 +18,8 @@ from cya.core.names import format_time
 from cya.core.retention import awaiting_archive
 from cya.core.timescale import Level
 from cya.errors import CyaError
-from cya.tree import Tree, level_of
+from cya.opentree import open_tree
+from cya.tree import level_of
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,10 @@ class TreeListing:
 
 
 def tree_listing(settings: Settings) -> TreeListing:
-    tree = Tree(settings.tree)
-    tree.require()
-    view = tree.scan()
-    with Catalog(tree.catalog_path) as catalog:
-        archived = catalog.archived_year_paths()
+    with open_tree(settings, write=False, locked=False) as opened:
+        view = opened.view
+        archived = opened.catalog.archived_year_paths()
+        root = str(opened.tree.root)
     awaiting = awaiting_archive(view, archived) if settings.archive.enabled else []
 
     def state(level: Level) -> str | None:
@@ -77,7 +75,7 @@ def tree_listing(settings: Settings) -> TreeListing:
                      view.unique_bytes(level), state(level))
         for level in view.levels())
     only = tuple(sorted(year for year in archived if level_of(year) not in view.files))
-    return TreeListing(str(tree.root), levels, len(restorable(view)), view.total_bytes(), only)
+    return TreeListing(root, levels, len(restorable(view)), view.total_bytes(), only)
 
 
 @dataclass(frozen=True)
@@ -97,18 +95,13 @@ class FileListing:
         }
 
 
-def file_listing(settings: Settings, now: datetime, local: tzinfo, date_text: str,
-                 path: str | None) -> FileListing:
-    asked = parse_date(date_text, now, local)
-    tree = Tree(settings.tree)
-    tree.require()
-    view = tree.scan()
-    backup = choose(view, asked)
-    if backup is None:
-        raise CyaError(f"no backup at or before {show_time(asked)}",
-                       "see what there is with: cya ls")
-    with Catalog(tree.catalog_path) as catalog:
-        files, from_index = FileLister(tree, catalog, settings,
+def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileListing:
+    with open_tree(settings, write=False, locked=False) as opened:
+        backup = choose(opened.view, asked)
+        if backup is None:
+            raise CyaError(f"no backup at or before {show_time(asked)}",
+                           "see what there is with: cya ls")
+        files, from_index = FileLister(opened.tree, opened.catalog, settings,
                                        fileindex.under(path or "")).files(backup)
     if path and not files:
         raise CyaError(f"{path} is not in the backup of {show_time(backup.time)}",

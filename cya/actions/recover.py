@@ -55,26 +55,31 @@ def run(request: RecoverRequest) -> RecoverResult:
         raise UsageError(f"config {request.config_path} exists",
                          "recover with --config NEW.toml, or add --force to replace it")
     tree = Tree(absolute(request.tree))
-    if tree.state.exists():
-        raise UsageError(f"{tree.root} already holds a cya tree",
+    if tree.root.exists() and (not tree.root.is_dir() or any(tree.root.iterdir())):
+        raise UsageError(f"{tree.root} is not an empty directory",
                          "give an empty or new directory as --tree")
     archive = Archive(bucket=request.bucket, prefix=request.prefix,
                       endpoint_url=request.endpoint_url, region=request.region)
     remote = Remote(archive)
     remote.check_bucket()
-    config_key = remote.key(layout.SYSTEM_CONFIG)
+    config_key = remote.key(layout.SYSTEM_CONFIG_KEY)
     old_config = remote.get_bytes(config_key)
     if old_config is None:
         raise ArchiveError(f"no cya archive in bucket {request.bucket} under prefix "
                            f"{request.prefix or '(none)'}: {config_key} is missing",
                            "check --bucket and --prefix")
+    settings_text = _rewrite(_decode_config(old_config, config_key), request, tree.root)
     catalog_copy = remote.get_bytes(remote.key(layout.SYSTEM_CATALOG))
+    made = not tree.root.exists()
     tree.create()
     result = RecoverResult(request.config_path, tree.root, [], catalog_copy is not None)
     try:
         if catalog_copy is not None:
             atomic_write(tree.catalog_path, catalog_copy)
-        with Catalog(tree.catalog_path) as catalog:
+            catalog = Catalog.open(tree.catalog_path, write=True)
+        else:
+            catalog = Catalog.create(tree.catalog_path)
+        with catalog:
             known = {y.year for y in catalog.archived_years()}
             for key in sorted(remote.list_keys(remote.key(layout.YEARS))):
                 index = remote.get_json(key)
@@ -84,9 +89,9 @@ def run(request: RecoverRequest) -> RecoverResult:
                 result.added_from_indexes.append(index["year"])
             result.years = [y.year for y in catalog.archived_years()]
     except BaseException:
-        remove_tree(tree.state)  # so that recover can simply run again
+        # so that recover can simply run again
+        remove_tree(tree.root if made else tree.state)
         raise
-    settings_text = _rewrite(old_config.decode(), request, tree.root)
     make_private_dir(request.config_path.parent)
     atomic_write(request.config_path, settings_text.encode())
     settings = load(request.config_path)  # the rewritten config must be valid
@@ -95,6 +100,19 @@ def run(request: RecoverRequest) -> RecoverResult:
         result.warnings.append(f"put your copy of the passphrase at {passphrase} (mode 0600), "
                                "or pass --passphrase-file: without it nothing restores")
     return result
+
+
+def _decode_config(data: bytes, key: str) -> str:
+    """The config copy's text; raise ArchiveError if it is not a readable TOML file."""
+    try:
+        text = data.decode("utf-8")
+        tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:
+        raise ArchiveError(f"the config copy {key} in the bucket is damaged "
+                           f"({str(error).splitlines()[0][:120]})",
+                           "recover with a config you kept: write it, then run cya init "
+                           "--adopt; nothing was written") from None
+    return text
 
 
 def _add_year(catalog: Catalog, remote: Remote, index_key: str, index: dict) -> None:
@@ -119,7 +137,6 @@ def _add_year(catalog: Catalog, remote: Remote, index_key: str, index: dict) -> 
 
 def _rewrite(text: str, request: RecoverRequest, tree: Path) -> str:
     """The old config with the new tree, bucket settings and (if given) passphrase file."""
-    tomllib.loads(text)  # a damaged copy is reported before anything uses it
     changes = {("", "tree"): str(tree), ("archive", "bucket"): request.bucket,
                ("archive", "prefix"): request.prefix,
                ("archive", "endpoint_url"): request.endpoint_url,

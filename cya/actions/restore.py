@@ -1,36 +1,59 @@
-"""``cya restore --date D --target DIR``: the newest backup at or before D, exactly.
+"""``cya restore --date D --target DIR``: the newest backup at or before D, exactly —
+and never at the cost of anything the user has.
 
-The restore goes into a staging directory beside the target and is renamed into
-place only when duplicity finished, so an interrupted restore never leaves a
-half tree looking whole. The tree is held with a shared lock meanwhile: a
-backup or trim cannot delete the level being read.
+* A target that is, holds, or lies inside what cya protects is refused before
+  anything is touched: the tree, cya's cache, the config and passphrase files, a
+  whole source, ``/``, ``$HOME`` (a new directory inside a source is fine).
+* Duplicity restores into a staging directory inside the target (the same file
+  system, so every later step is a rename); only when it finished are its entries
+  moved into the target. Into an empty target that is the whole restore at once;
+  into a non-empty one (``--force``) it is a merge, file by file: what the backup
+  does not hold stays untouched, and what the restore replaces is first moved aside
+  into ``TARGET.cya-replaced-TIME/`` under its own relative path. Nothing is deleted.
+* The tree is held with a shared lock meanwhile: a backup or trim cannot delete the
+  level being read. A wrong ``--path`` is caught from the file index before any
+  decryption; the chain's files are checked against the sizes recorded when they
+  entered the tree, so a damaged file is named instead of failing deep in duplicity.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time as wallclock
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cya import duplicity, execute
-from cya.browse import private_tempdir, show_gap
-from cya.catalog import Catalog
+from cya import duplicity
+from cya.browse import FileLister, private_tempdir, show_gap
 from cya.clock import show_time
 from cya.config import Settings, read_passphrase
+from cya.core import fileindex
 from cya.core.chains import Restorable, bytes_to_read, choose, restorable
-from cya.core.dates import DATE_EXAMPLES, parse_when
 from cya.core.names import format_time
-from cya.errors import CyaError, UsageError
+from cya.core.treeview import TreeView
+from cya.errors import CommandFailed, CyaError, Interrupted, UsageError, from_os_error
 from cya.fsutil import fsync_dir, remove_tree
-from cya.lock import TreeLock
-from cya.tree import Tree
+from cya.opentree import OpenTree, open_tree
+from cya.runs import Run, cache_base
 
 if TYPE_CHECKING:
     from cya.archive.retrieve import ArchiveFetch
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    asked: datetime  # the --date, parsed
+    target: Path  # absolute
+    path: str | None = None  # --path as the user wrote it
+    force: bool = False
+    from_archive: bool = False
+    tier: str = "bulk"
+    wait: bool = False
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,7 @@ class RestorePlan:
     target: Path
     path: str | None  # relative to / as in the backup, or None for everything
     trimmed_between: bool  # the catalog knows backups between the chosen one and the date
+    damaged_between: bool = False  # ... and some of them are damaged, not trimmed
     fetch: ArchiveFetch | None = None  # restoring from the archive: what it takes
     tier: str = "bulk"
     archive_closer: datetime | None = None  # the archive holds a backup nearer the date
@@ -49,7 +73,9 @@ class RestorePlan:
         gap = show_gap(self.asked, self.backup.time)
         text = (f"asked {show_time(self.asked)}, restored {show_time(self.backup.time)}"
                 f" — {gap}")
-        if self.trimmed_between:
+        if self.damaged_between:
+            text += "; later backups of that period are damaged (run: cya check)"
+        elif self.trimmed_between:
             text += "; finer backups of that period were trimmed"
         if self.archive_closer is not None:
             text += (f"; the archive holds {show_time(self.archive_closer)}, nearer: "
@@ -57,56 +83,118 @@ class RestorePlan:
         return text
 
 
-def parse_date(text: str, now: datetime, local: tzinfo) -> datetime:
+def protected(settings: Settings) -> list[tuple[Path, str, bool]]:
+    """What a restore target must never be or contain: (real path, what it is, whether
+    the target may lie inside it)."""
+    items = [(settings.tree, "the tree", False), (cache_base(), "cya's cache", False),
+             (settings.config_path, "the config file", True),
+             (Path("/"), "/", True), (Path.home(), "your home directory", True)]
+    if settings.encryption.passphrase_file is not None:
+        items.append((settings.encryption.passphrase_file, "the passphrase file", True))
+    items += [(source, f"the source {source}", True) for source in settings.sources]
+    return [(Path(os.path.realpath(path)), what, inside_ok) for path, what, inside_ok in items]
+
+
+def check_target(settings: Settings, target: Path, force: bool) -> None:
+    """Raise UsageError (nothing touched) for a target a restore could destroy something
+    through, or a non-empty one without ``force``."""
+    real = Path(os.path.realpath(target))
+    for path, what, inside_ok in protected(settings):
+        if real == path or path.is_relative_to(real):
+            raise UsageError(f"target {target} is or contains {what} ({path})",
+                             "restore into a new, empty directory elsewhere")
+        if not inside_ok and real.is_relative_to(path):
+            raise UsageError(f"target {target} lies inside {what} ({path})",
+                             "restore into a new, empty directory elsewhere")
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"target {target} exists and is not a directory", "choose another")
     try:
-        return parse_when(text, now, local)
-    except ValueError:
-        raise UsageError(f"--date {text!r} is not a date", f"use e.g. {DATE_EXAMPLES}") from None
+        busy = target.is_dir() and any(target.iterdir())
+    except OSError as error:
+        raise from_os_error(error, f"read the target {target}") from None
+    if busy and not force:
+        raise UsageError(f"target {target} is not empty",
+                         "choose an empty or new directory, or add --force to merge into "
+                         "it (what the restore replaces is kept aside, nothing is deleted)")
 
 
-def plan(settings: Settings, now: datetime, local: tzinfo, date_text: str, target: Path,
-         path: str | None, force: bool, from_archive: bool = False,
-         tier: str = "bulk") -> RestorePlan:
+def backup_path(text: str, opened: OpenTree) -> str:
+    """``--path`` as the backup holds it: relative to ``/``, through the source's real
+    path when the user gave it by the path the config names (a symlink). Raise
+    UsageError for a relative path."""
+    if not text.startswith("/"):
+        raise UsageError(f"--path {text!r} is not an absolute path",
+                         "paths in backups are absolute, as when they were backed up: "
+                         f"e.g. --path {opened.settings.sources[0]}/...")
+    path = Path(os.path.normpath(text))
+    for source in opened.settings.sources:
+        real = Path(os.path.realpath(source))
+        if real != source and path.is_relative_to(source):
+            path = real / path.relative_to(source)
+    return str(path).strip("/") or "."
+
+
+def plan(settings: Settings, request: RestoreRequest) -> RestorePlan:
     """Check everything and choose the backup (from the tree, or with ``from_archive``
     from the archive). Raise CyaError (exit 2 for bad input, 1 when nothing is
     restorable at that date)."""
-    asked = parse_date(date_text, now, local)
-    tree = Tree(settings.tree)
-    tree.require()
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"target {target} exists and is not a directory", "choose another")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise UsageError(f"target {target} is not empty",
-                         "choose an empty or new directory, or add --force to replace it")
-    with Catalog(tree.catalog_path) as catalog:
-        known = [r.time for r in catalog.backups()]
-        archived = catalog.archived_year_paths()
-        archived_backup = None
-        if from_archive:
-            if not archived:
-                raise CyaError("the archive holds no year yet",
-                               "restore from the tree without --from-archive")
-            from cya.archive.retrieve import archived_view, plan_fetch
+    check_target(settings, request.target, request.force)
+    with open_tree(settings, write=False, locked=False) as opened:
+        return _plan(opened, request)
 
-            view = archived_view(catalog)
-            backup = _choose(view, asked, "the archive")
-            fetch = plan_fetch(catalog, backup, tier)
-            to_read = fetch.fetch_bytes
-        else:
-            view = tree.scan()
-            fetch = None
-            if archived:
-                from cya.archive.retrieve import archived_view
 
-                archived_backup = choose(archived_view(catalog), asked)
-            backup = _choose(view, asked, "the tree", archived_backup)
-            to_read = bytes_to_read(view, backup)
-    between = any(format_time(backup.time) < t <= format_time(asked) for t in known)
+def _plan(opened: OpenTree, request: RestoreRequest) -> RestorePlan:
+    catalog = opened.catalog
+    asked = request.asked
+    relative = backup_path(request.path, opened) if request.path else None
+    archived_backup = None
+    if request.from_archive:
+        if not catalog.archived_year_paths():
+            raise CyaError("the archive holds no year yet",
+                           "restore from the tree without --from-archive")
+        from cya.archive.retrieve import archived_view, plan_fetch
+
+        view = archived_view(catalog)
+        backup = _choose(view, asked, "the archive")
+        fetch = plan_fetch(catalog, backup, request.tier)
+        to_read = fetch.fetch_bytes
+    else:
+        view = opened.view
+        fetch = None
+        if catalog.archived_year_paths():
+            from cya.archive.retrieve import archived_view
+
+            archived_backup = choose(archived_view(catalog), asked)
+        backup = _choose(view, asked, "the tree", archived_backup)
+        to_read = bytes_to_read(view, backup)
+    if relative is not None:
+        _check_path(opened, backup, relative)
+    later = [t for t in (r.time for r in catalog.backups())
+             if format_time(backup.time) < t <= format_time(asked)]
+    present = _present_times(opened.view)
     closer = (archived_backup.time if archived_backup is not None
               and archived_backup.time > backup.time else None)
-    relative = path.strip("/") if path else None
-    return RestorePlan(asked, backup, to_read, target, relative or None, between,
-                       fetch, tier, closer)
+    return RestorePlan(asked, backup, to_read, request.target, relative, bool(later),
+                       any(t in present for t in later), fetch, request.tier, closer)
+
+
+def _present_times(view: TreeView) -> set[str]:
+    """Times of every backup set in the tree, complete or not."""
+    return {format_time(s.time) for level in view.levels() for s in view.sets(level)}
+
+
+def _check_path(opened: OpenTree, backup: Restorable, relative: str) -> None:
+    """Raise UsageError when the file index says the backup does not hold ``relative``
+    (nothing is decrypted; backups without an index are not checked here)."""
+    lister = FileLister(opened.tree, opened.catalog, opened.settings,
+                        fileindex.under(relative))
+    if lister.chain(format_time(backup.time)) is None:
+        return
+    files, _ = lister.files(backup)
+    if not files:
+        raise UsageError(f"{fileindex.shown(relative)} is not in the backup of "
+                         f"{show_time(backup.time)}",
+                         "paths are absolute, as backed up; look with: cya ls --date D PATH")
 
 
 def _choose(view, asked: datetime, where: str,
@@ -126,69 +214,166 @@ def _choose(view, asked: datetime, where: str,
                    f"the earliest restorable date is {show_time(everything[0].time)}")
 
 
+@dataclass
+class RestoreResult:
+    target: Path
+    replaced: int = 0  # entries of the target the restore replaced
+    aside: Path | None = None  # where those entries are kept
+
+
 def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
-        say: Callable[[str], None] = lambda text: None) -> None:
+        say: Callable[[str], None] = lambda text: None) -> RestoreResult:
     """Restore per ``the_plan``; raise CyaError if duplicity fails (the target untouched),
     ThawPending while archived bags are still thawing."""
     passphrase = read_passphrase(settings)
-    tree = Tree(settings.tree)
     target = the_plan.target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.cya-restore-{secrets.token_hex(4)}"
-    fetched = tree.staging / f"fetch-{secrets.token_hex(4)}"
-    source = tree.files_dir(the_plan.backup.level)
-    staging.mkdir(mode=0o700)
-    try:
-        with TreeLock(tree.lock_path, shared=True), private_tempdir() as work:
+    run_record = Run.current()
+    with open_tree(settings, write=False, record=the_plan.fetch is not None) as opened:
+        source = opened.tree.files_dir(the_plan.backup.level)
+        if the_plan.fetch is None:
+            _check_sizes(opened, the_plan.backup, source)
+        created = _make_target(target)
+        staging = run_record.own(target / f".cya-restore-{secrets.token_hex(4)}")
+        fetched = None
+        try:
+            staging.mkdir(mode=0o700)
             if the_plan.fetch is not None:
-                from cya.archive.retrieve import fetch, thaw
-                from cya.archive.s3 import Remote
-
-                remote = Remote(settings.archive)
-                with Catalog(tree.catalog_path) as catalog:
-                    thaw(remote, catalog, the_plan.fetch, the_plan.tier, wait, say)
-                fetched.mkdir(mode=0o700)
-                received = fetch(remote, the_plan.fetch, fetched)
-                say(f"fetched {received} bytes from {len(the_plan.fetch.bags)} bag(s), "
-                    f"every SHA-256 verified")
-                source = fetched / the_plan.backup.level.relpath / "files"
+                fetched = run_record.own(opened.tree.staging / f"fetch-{secrets.token_hex(4)}")
+                source = _from_archive(opened, the_plan, wait, say, fetched)
             restored = staging / "restored"
             out = restored / Path(the_plan.path).name if the_plan.path else restored
             if the_plan.path:
                 restored.mkdir()
-            log_file = work / "duplicity.log"
-            argv = duplicity.reading_argv(
-                "restore", settings=settings, source=source,
-                time=the_plan.backup.time, work=work, log_file=log_file,
-                extra=[*(["--path-to-restore", the_plan.path] if the_plan.path else []),
-                       str(out)])
-            done = execute.run(argv, env=duplicity.environment(passphrase),
-                               secrets=[passphrase or ""])
-            records = duplicity.parse_log(log_file.read_text(errors="replace")) \
-                if log_file.exists() else []
-            if done.returncode != 0:
-                if done.returncode == duplicity.RESTORE_PATH_NOT_FOUND:
-                    raise CyaError(f"/{the_plan.path} is not in the backup of "
-                                   f"{show_time(the_plan.backup.time)}",
-                                   "check the path with: cya ls --date D PATH")
-                raise duplicity.failure(done.returncode, records, done.tail, settings)
-        _put_in_place(restored, target)
-    finally:
-        remove_tree(staging)
-        remove_tree(fetched)
+            with private_tempdir() as work, duplicity.Duplicity(settings, passphrase) as runner:
+                argv = duplicity.reading_argv(
+                    "restore", settings=settings, source=source, time=the_plan.backup.time,
+                    work=work, extra=[*(["--path-to-restore", the_plan.path]
+                                        if the_plan.path else []), str(out)])
+                try:
+                    runner.run(argv, work / "duplicity.log",
+                               doing=f"restore into {target}")
+                except CommandFailed as error:
+                    raise _restore_failure(error, the_plan, target) from None
+            return _merge_into(restored, target)
+        except Interrupted as error:
+            raise Interrupted(f"the restore into {target} was {error.message}",
+                              "nothing of it was put in place; run it again") from None
+        except BaseException:
+            if created:
+                remove_tree(staging)
+                _remove_if_empty(target)
+            raise
+        finally:
+            remove_tree(staging)
+            run_record.disown(staging)
+            if fetched is not None:
+                remove_tree(fetched)
+                run_record.disown(fetched)
 
 
-def _put_in_place(restored: Path, target: Path) -> None:
-    """Rename the finished restore to ``target``; an existing target (``--force``) is
-    moved aside first and removed only once the new one is in place."""
-    old = None
-    if target.exists():
-        if any(target.iterdir()):
-            old = target.parent / f".{target.name}.cya-replaced-{secrets.token_hex(4)}"
-            os.rename(target, old)
-        else:
-            target.rmdir()
-    os.rename(restored, target)
-    fsync_dir(target.parent)
-    if old is not None:
-        remove_tree(old)
+def _from_archive(opened: OpenTree, the_plan: RestorePlan, wait: bool,
+                  say: Callable[[str], None], fetched: Path) -> Path:
+    """Thaw and fetch the chain's members into ``fetched``; return the level's files."""
+    from cya.archive.retrieve import fetch, thaw
+    from cya.archive.s3 import Remote
+
+    remote = Remote(opened.settings.archive)
+    thaw(remote, opened.catalog, the_plan.fetch, the_plan.tier, wait, say)
+    fetched.mkdir(mode=0o700)
+    received = fetch(remote, the_plan.fetch, fetched)
+    say(f"fetched {received} bytes from {len(the_plan.fetch.bags)} bag(s), "
+        "every SHA-256 verified")
+    return fetched / the_plan.backup.level.relpath / "files"
+
+
+def _check_sizes(opened: OpenTree, backup: Restorable, source: Path) -> None:
+    """Raise CyaError naming a file of the chain whose size differs from the size
+    recorded when it entered the tree (a truncated volume would otherwise fail deep
+    inside duplicity and gpg)."""
+    recorded = opened.catalog.digests()
+    for backup_set in backup.chain:
+        for name in backup_set.files:
+            if name not in recorded:
+                continue
+            try:
+                size = (source / name).stat().st_size
+            except FileNotFoundError:
+                size = None
+            if size != recorded[name][0]:
+                raise CyaError(f"{name} in {backup.level} is damaged ({size} bytes, "
+                               f"{recorded[name][0]} when it was written)",
+                               "run: cya check (it says how to repair it); other backups "
+                               "whose chains do not need it still restore")
+
+
+def _restore_failure(error: CommandFailed, the_plan: RestorePlan, target: Path) -> CyaError:
+    if "(error 19)" in error.message:
+        return CyaError(f"/{the_plan.path} is not in the backup of "
+                        f"{show_time(the_plan.backup.time)}",
+                        "check the path with: cya ls --date D PATH")
+    if error.message.startswith("disk full"):
+        return CyaError(f"disk full: no space left on the file system at "
+                        f"{_mount_point(target)} while restoring into {target}",
+                        "free some space there or restore elsewhere; nothing was put in "
+                        "place", error.detail)
+    return error
+
+
+def _mount_point(path: Path) -> str:
+    from cya.errors import mount_point
+
+    return mount_point(path)
+
+
+def _make_target(target: Path) -> bool:
+    """Make the target directory if it does not exist; return whether it was made."""
+    try:
+        target.mkdir(parents=True, mode=0o700)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise from_os_error(error, f"make the target {target}") from None
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def _merge_into(restored: Path, target: Path) -> RestoreResult:
+    """Move the restored entries into ``target``; an entry the target already has is
+    moved aside first (directories are merged). Return what was replaced and where
+    it is kept."""
+    result = RestoreResult(target)
+    stamp = f"{wallclock.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+    aside_root = target.parent / f"{target.name}.cya-replaced-{stamp}"
+    if os.stat(target.parent).st_dev != os.stat(target).st_dev:  # a mount point
+        aside_root = target / f".cya-replaced-{stamp}"
+
+    def merge(source: Path, into: Path, relative: Path) -> None:
+        for entry in sorted(os.listdir(source)):
+            here = source / entry
+            there = into / entry
+            if not os.path.lexists(there):
+                os.rename(here, there)
+                continue
+            if here.is_dir() and not here.is_symlink() and there.is_dir() \
+                    and not there.is_symlink():
+                merge(here, there, relative / entry)
+                info = here.stat()
+                os.chmod(there, info.st_mode & 0o7777)
+                os.utime(there, ns=(info.st_atime_ns, info.st_mtime_ns))
+                continue
+            aside = aside_root / relative / entry
+            aside.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.rename(there, aside)
+            os.rename(here, there)
+            result.replaced += 1
+            result.aside = aside_root
+        fsync_dir(into)
+
+    merge(restored, target, Path("."))
+    return result

@@ -1,17 +1,21 @@
-"""``cya status``: is the tree healthy and recent? For people and for monitoring."""
+"""``cya status``: is the tree healthy and recent? For people and for monitoring.
+
+It takes no lock (it must answer while a backup runs) and writes nothing; who holds
+the lock comes from the kernel (``/proc/locks``), readers included.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cya.catalog import SYSTEM_COPIED, Catalog
+from cya.catalog import SYSTEM_COPIED
 from cya.config import Settings
 from cya.core.chains import restorable
 from cya.core.names import format_time
 from cya.core.retention import awaiting_archive
-from cya.lock import lock_holder
-from cya.tree import Tree
+from cya.lock import lock_holders
+from cya.opentree import open_tree
 
 
 @dataclass(frozen=True)
@@ -24,9 +28,16 @@ class Status:
     restorable: int
     longest_chain: int
     total_bytes: int
-    lock: str | None
+    lock: str | None  # who holds the lock, or None
+    running: bool  # a backup (or another writer) runs now
     interrupted: bool  # a journal of an interrupted backup waits for the next run
     archive: dict | None = None  # with archiving on: archived, awaiting, pending thaws
+
+    @property
+    def in_future(self) -> bool:
+        """The newest backup is later than now: a clock or ``--now`` mistake that blocks
+        every later backup until that time."""
+        return self.age is not None and self.age < -timedelta(minutes=10)
 
     def as_json(self) -> dict:
         return {
@@ -39,36 +50,42 @@ class Status:
             "longest_chain": self.longest_chain,
             "total_bytes": self.total_bytes,
             "lock_holder": self.lock,
+            "backup_running": self.running,
             "interrupted_run_pending": self.interrupted,
+            "newest_in_future": self.in_future,
             "archive": self.archive,
         }
 
 
 def run(settings: Settings, now: datetime) -> Status:
-    tree = Tree(settings.tree)
-    tree.require()
-    view = tree.scan()
-    points = restorable(view)
-    last = view.newest()
-    leaf = view.newest_leaf()
-    archive = None
-    if settings.archive.enabled:
-        with Catalog(tree.catalog_path) as catalog:
+    with open_tree(settings, write=False, locked=False) as opened:
+        view = opened.view
+        tree = opened.tree
+        points = restorable(view)
+        last = view.newest()
+        leaf = view.newest_leaf()
+        archive = None
+        if settings.archive.enabled:
+            catalog = opened.catalog
             done = catalog.archived_year_paths()
             archive = {"archived_years": len(done),
                        "awaiting_years": [y.relpath for y in awaiting_archive(view, done)],
                        "pending_thaws": len(catalog.thaws()),
                        "system_copied_at": catalog.get_meta(SYSTEM_COPIED)}
-    return Status(
-        tree=str(tree.root),
-        last_backup=last,
-        age=now - last if last else None,
-        current_leaf=str(leaf) if leaf else None,
-        levels=len(view.files),
-        restorable=len(points),
-        longest_chain=max((point.chain_length for point in points), default=0),
-        total_bytes=view.total_bytes(),
-        lock=lock_holder(tree.lock_path),
-        interrupted=tree.journal_path.exists(),
-        archive=archive,
-    )
+        holders = lock_holders(tree.lock_path)
+        writing = any(h.exclusive for h in holders)
+        journal = tree.journal_path.exists()
+        return Status(
+            tree=str(tree.root),
+            last_backup=last,
+            age=now - last if last else None,
+            current_leaf=str(leaf) if leaf else None,
+            levels=len(view.files),
+            restorable=len(points),
+            longest_chain=max((point.chain_length for point in points), default=0),
+            total_bytes=view.total_bytes(),
+            lock="; ".join(str(h) for h in holders) or None,
+            running=writing,
+            interrupted=journal and not writing,
+            archive=archive,
+        )

@@ -7,11 +7,10 @@ import html
 from datetime import tzinfo
 from pathlib import Path
 
-from cya.catalog import Catalog
 from cya.config import Settings
 from cya.core.timeline import SHADES, Month, calendar
 from cya.fsutil import atomic_write
-from cya.tree import Tree
+from cya.opentree import open_tree
 
 COLOURS = {"day": "#1b5e20", "week": "#43a047", "month": "#81c784", "older": "#c8e6c9",
            "archive": "#90caf9", None: "#f5f5f5"}
@@ -21,16 +20,13 @@ LEGEND = {"day": "a backup of that day", "week": "one at most 7 days earlier",
 
 
 def run(settings: Settings, tz: tzinfo) -> list[Month]:
-    tree = Tree(settings.tree)
-    tree.require()
-    view = tree.scan()
-    archived = None
-    with Catalog(tree.catalog_path) as catalog:
-        if catalog.archived_years():
+    with open_tree(settings, write=False, locked=False) as opened:
+        archived = None
+        if opened.catalog.archived_years():
             from cya.archive.retrieve import archived_view
 
-            archived = archived_view(catalog)
-    return calendar(view, tz, archived)
+            archived = archived_view(opened.catalog)
+        return calendar(opened.view, tz, archived)
 
 
 def legend() -> str:

@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 SYSTEM_CATALOG = "system/catalog.sqlite"
-SYSTEM_CONFIG = "system/config.toml"
+SYSTEM_CONFIG_KEY = "system/config.toml"
 BAGS, MANIFESTS, YEARS = "bags/", "manifests/", "years/"
-KINDS = (BAGS, MANIFESTS, YEARS)
+PREFIXES = (BAGS, MANIFESTS, YEARS)
 
 
 def bag(year_name: str, digest: str) -> str:

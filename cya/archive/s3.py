@@ -73,7 +73,7 @@ def remote_errors(bucket: str, doing: str) -> Iterator[None]:
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             raise ArchiveError(f"access to bucket {bucket} denied ({code}) while trying to "
                                f"{doing}", "check the credentials and the bucket policy "
-                               "(contrib/iam-policy.json)") from None
+                               "(contrib/iam-policy-daily.json)") from None
         raise ArchiveError(f"S3 said {code}: {message} while trying to {doing} "
                            f"(bucket {bucket})", "run again; if it persists, run: "
                            "cya archive verify") from None
@@ -167,8 +167,17 @@ class Remote:
                        "application/json")
 
     def get_json(self, key: str) -> object | None:
+        """A small JSON object, or None if there is none. Raise ArchiveError if it is not
+        JSON (damaged or replaced)."""
         data = self.get_bytes(key)
-        return None if data is None else json.loads(data)
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as error:
+            raise ArchiveError(f"{key} in bucket {self.bucket} is not valid JSON "
+                               f"({str(error)[:80]}): damaged or replaced",
+                               "run: cya archive verify") from None
 
     def list_keys(self, under: str) -> dict[str, dict]:
         """Every object under a key prefix, with its size, class and date."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from cya.core.names import BackupSet, parse_name
+from cya.core.names import BackupSet, format_time, parse_name
 from cya.core.timescale import Level
 from cya.core.treeview import TreeView
 
@@ -33,10 +33,43 @@ class Restorable:
 
 
 def chain_to(sets: list[BackupSet], time: datetime) -> tuple[BackupSet, ...]:
-    """The sets duplicity reads to restore ``time``: the last full at or before it, on."""
-    upto = [s for s in sets if s.time <= time]
-    start = max((i for i, s in enumerate(upto) if s.full), default=None)
-    return tuple(upto[start:]) if start is not None else ()
+    """The sets duplicity reads to restore the backup at ``time``, full first: each
+    incremental's start is the time of the complete set before it. Empty when the
+    backup at ``time`` is not complete or its chain has a gap (a lost set, a damaged
+    one): duplicity could not restore it, so it is not restorable."""
+    complete = {s.time: s for s in sets if s.complete}
+    current = complete.get(time)
+    chain = []
+    while current is not None:
+        chain.append(current)
+        if current.full:
+            return tuple(reversed(chain))
+        current = complete.get(current.start)
+    return ()
+
+
+def chain_problem(sets: list[BackupSet]) -> str | None:
+    """Why a level's newest chain must not be extended, or None when it may be.
+
+    The newest chain runs from the newest full on; every set in it must be complete
+    and follow the one before it. Building on a broken chain would make every later
+    backup unrestorable while looking fine."""
+    fulls = [i for i, s in enumerate(sets) if s.full]
+    if not sets:
+        return None
+    if not fulls:
+        return f"no full backup before {format_time(sets[0].time)}"
+    newest = sets[fulls[-1]:]
+    previous = None
+    for backup in newest:
+        if not backup.complete:
+            missing = "its manifest" if backup.manifest is None else "some of its files"
+            return f"the backup of {format_time(backup.time)} lacks {missing}"
+        if previous is not None and backup.start != previous.time:
+            return (f"the backup of {format_time(backup.time)} follows "
+                    f"{format_time(backup.start)}, which is missing")
+        previous = backup
+    return None
 
 
 def restorable(view: TreeView) -> list[Restorable]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from dateutil import parser
+from dateutil import parser, tz
 from dateutil.relativedelta import relativedelta
 
 _INTERVAL_PART = re.compile(r"(\d+)([smhDWMY])")
@@ -19,12 +19,19 @@ _UNITS = {
     "Y": lambda n: relativedelta(years=n),
 }
 DATE_EXAMPLES = "2013-03-01, 2013-03-01T18:30, 3D, 2W, 1M, 1Y or now"
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2099  # what duplicity's time stamps can hold
+
+
+class NonexistentTime(ValueError):
+    """A local time the clocks skipped (the spring-forward gap of daylight saving time)."""
 
 
 def parse_moment(text: str, local: tzinfo) -> datetime:
-    """Return the aware datetime an ISO date or date-time names; naive ones are local time.
+    """Return the aware datetime an ISO date or date-time names; naive ones are local time
+    (in the autumn's repeated hour, the first of the two).
 
-    Raise ValueError if ``text`` is not one.
+    Raise NonexistentTime for a local time the clocks skipped, ValueError if ``text`` is
+    not a date or time.
     """
     try:
         moment = parser.isoparse(text.strip())
@@ -32,7 +39,15 @@ def parse_moment(text: str, local: tzinfo) -> datetime:
         raise ValueError(str(error)) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=local)
+        if not tz.datetime_exists(moment):
+            raise NonexistentTime(f"{text} does not exist in local time: the clocks "
+                                  "skipped that hour (daylight saving time)")
     return moment
+
+
+def out_of_range(moment: datetime) -> bool:
+    """Whether duplicity cannot handle this time (before 1970, from 2100)."""
+    return not EARLIEST_YEAR <= moment.astimezone(UTC).year <= LATEST_YEAR
 
 
 def parse_interval(text: str) -> relativedelta | None:

@@ -11,8 +11,10 @@ Every file duplicity writes to a target names its backup set:
 
 Without encryption the suffix is ``.gz`` (or nothing for a manifest); in
 duplicity's local cache a file being written ends in ``.part``. A backup set
-is identified by its end time (the time of the backup); duplicity writes a
-set's manifest last, so a set whose manifest is present is complete.
+is identified by its end time (the time of the backup). A set is *complete* when
+it has what duplicity needs to use it: its manifest (written last), its signatures,
+and volumes numbered 1..n without a gap. Anything less (a lost manifest, a manifest
+dropped in by hand) is not a backup.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class BackupSet:
     start: datetime
     full: bool
     files: tuple[str, ...]
-    complete: bool  # its manifest is present
+    complete: bool  # manifest, signatures and volumes 1..n are all present
 
     @property
     def manifest(self) -> str | None:
@@ -141,11 +143,18 @@ def _backup_sets(names: frozenset[str]) -> tuple[BackupSet, ...]:
             start=start,
             full=full,
             files=tuple(sorted(f.name for f in files)),
-            complete=any(f.role == "manifest" for f in files),
+            complete=_complete(files),
         )
         for (full, start, end), files in groups.items()
     ]
     return tuple(sorted(sets, key=lambda s: (s.time, not s.full)))
+
+
+def _complete(files: list[DuplicityFile]) -> bool:
+    roles = {f.role for f in files}
+    volumes = sorted(f.volume for f in files if f.volume is not None)
+    return roles == {"manifest", "signatures", "volume"} and volumes == list(
+        range(1, len(volumes) + 1))
 
 
 def complete_backup_times(names: Iterable[str]) -> list[datetime]:

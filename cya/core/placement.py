@@ -34,11 +34,13 @@ class Placement:
     leaf: Level
     base: Level | None  # None: the tree holds no backup yet
     new_levels: tuple[Level, ...]  # top-down; empty when the leaf is the base
+    broken: str | None = None  # why the base's chain cannot be extended: start a new full
 
     @property
     def full(self) -> bool:
-        """True when duplicity must make a full backup (nothing to diff against)."""
-        return self.base is None
+        """True when duplicity must make a full backup (nothing to diff against, or a base
+        chain that is broken)."""
+        return self.base is None or self.broken is not None
 
     @property
     def link_into(self) -> tuple[Level, ...]:
@@ -53,6 +55,9 @@ class Placement:
     def reason(self) -> str:
         if self.base is None:
             return "first backup in the tree: a full backup, every level is new"
+        if self.broken is not None:
+            return (f"a new full backup, because the {self.base.kind} chain {self.base} is "
+                    f"broken ({self.broken})")
         if not self.new_levels:
             return f"incremental in the {self.leaf.kind} chain {self.leaf}"
         kinds = ", ".join(level.kind for level in self.new_levels)

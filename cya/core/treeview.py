@@ -27,9 +27,16 @@ class TreeView:
     files: Mapping[Level, frozenset[str]]  # level -> duplicity file names in its files/
     info: Mapping[Level, Mapping[str, FileInfo]] = field(default_factory=dict)
 
+    def sets(self, level: Level) -> list[BackupSet]:
+        """Every backup set in one level, complete or not, oldest first. An empty file
+        counts as missing: no duplicity file is ever empty."""
+        sizes = self.info.get(level, {})
+        return backup_sets(name for name in self.files.get(level, ())
+                           if name not in sizes or sizes[name].size > 0)
+
     def backups(self, level: Level) -> list[BackupSet]:
         """The complete backups in one level's chain, oldest first."""
-        return [s for s in backup_sets(self.files.get(level, ())) if s.complete]
+        return [s for s in self.sets(level) if s.complete]
 
     def chained(self) -> frozenset[Level]:
         """Levels holding at least one complete backup."""

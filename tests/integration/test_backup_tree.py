@@ -127,8 +127,10 @@ def test_state_and_caches_are_private_and_bounded(scenario):
     assert stat.S_IMODE(ws.tree.stat().st_mode) == 0o700
     assert stat.S_IMODE(ws.config.stat().st_mode) == 0o600
     assert stat.S_IMODE(ws.passphrase_file.stat().st_mode) == 0o600
-    caches = list((ws.cache / "cya").iterdir())
+    caches = [p for p in (ws.cache / "cya").iterdir() if p.name != "runs"]
     assert len(caches) == 1  # one tree
+    assert stat.S_IMODE((ws.cache / "cya").stat().st_mode) == 0o700
+    assert list((ws.cache / "cya" / "runs").iterdir()) == []  # no run left a record
     assert stat.S_IMODE(caches[0].stat().st_mode) == 0o700
     # only the level being written keeps a cache
     assert [p.name for p in caches[0].iterdir()] == ["week-2013-01-06"]

@@ -90,7 +90,9 @@ def test_restore_refuses_a_non_empty_target_and_leaves_it_alone(trimmed, tmp_pat
     assert_one_line_error(result, 2, f"target {target} is not empty", "--force")
     assert tree_state(target) == before
     ws.cya("restore", "--date", "now", "--target", str(target), "--force")
-    assert not (target / "keep.txt").exists()
+    # --force merges: what the backup does not hold stays, untouched
+    assert (target / "keep.txt").read_text() == "mine"
+    assert tree_state(target)["keep.txt"] == before["keep.txt"]
     assert snapshot(restored_source(target, ws.source)) == states["2013-02-12"]
 
 

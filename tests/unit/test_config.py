@@ -84,7 +84,7 @@ def test_lookup_order(tmp_path, monkeypatch):
     user.write_text("")
     assert config.find_config(None) == user
     user.unlink()
-    if not config.SYSTEM_CONFIG.exists():
+    if not config.SYSTEM_CONFIG_PATH.exists():
         with pytest.raises(ConfigError, match="no config file found"):
             config.find_config(None)
 

@@ -1,18 +1,19 @@
 """Finishing or undoing a backup that a crash interrupted, from its journal.
 
-Every writer (``cya backup``, ``cya trim``) calls ``recover`` under the tree lock
-before it changes anything, so each run starts from a tree in which every backup
-is in all the levels it belongs to or in none.
+``open_tree`` calls ``finish_or_undo`` for every writer (``cya backup``, ``trim``,
+``archive``) under the tree lock before it changes anything, so each run starts from a
+tree in which every backup is in all the levels it belongs to or in none. (Not to be
+confused with ``cya recover``, which rebuilds a lost machine from the bucket.)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 from cya import duplicity
 from cya.catalog import BackupRecord, Catalog
 from cya.clock import show_time, wall_time
-from cya.config import Settings
 from cya.core.names import parse_time
 from cya.core.placement import Placement
 from cya.errors import TreeError
@@ -23,7 +24,8 @@ log = logging.getLogger("cya")
 
 
 def finish(tree: Tree, catalog: Catalog, journal: BackupJournal, placement: Placement) -> None:
-    """Steps 9-10: catalog row, then staging and journal removed."""
+    """Steps 9-10: catalog row (with the new files' SHA-256), then staging and journal
+    removed."""
     stats = journal.statistics or {}
 
     def count(key: str) -> int | None:
@@ -35,7 +37,9 @@ def finish(tree: Tree, catalog: Catalog, journal: BackupJournal, placement: Plac
         finished_at=wall_time(), source_files=count("SourceFiles"),
         source_bytes=count("SourceFileSize"), new_bytes=count("TotalDestinationSizeChange"),
         unreadable=len(journal.unreadable or []), parent=journal.parent,
-    ), index=_read_index(run_dir(tree, journal)))
+        sources=json.dumps(journal.sources) if journal.sources else None,
+    ), index=_read_index(run_dir(tree, journal)),
+        files=[(name, size, digest) for name, (size, digest) in (journal.digests or {}).items()])
     crash_point("after-publish")
     remove_tree(run_dir(tree, journal))
     journal.clear(tree)
@@ -54,7 +58,7 @@ def undo(tree: Tree, journal: BackupJournal) -> None:
     journal.clear(tree)
 
 
-def recover(tree: Tree, catalog: Catalog, settings: Settings) -> str | None:
+def finish_or_undo(tree: Tree, catalog: Catalog, identity: str) -> str | None:
     """Finish what a crash interrupted: empty the trash of a trim, then finish or undo a
     backup. Return what was done about a backup, or None if there was none."""
     removed = empty_trash(tree)
@@ -70,7 +74,7 @@ def recover(tree: Tree, catalog: Catalog, settings: Settings) -> str | None:
     if journal.phase != "captured":
         undo(tree, journal)
         # duplicity may have left a half-written manifest in the leaf's cache
-        duplicity.drop_caches(duplicity.Cache(duplicity.cache_root(catalog.tree_id),
+        duplicity.drop_caches(duplicity.Cache(duplicity.cache_root(identity),
                                               journal.cache_name), keep=False)
         return f"an interrupted backup at {when} was undone (it had not finished)"
     placement = Placement(
