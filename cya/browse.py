@@ -65,9 +65,11 @@ class FileLister:
 def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):
     passphrase = read_passphrase(settings)
     with private_tempdir() as work, duplicity.Duplicity(settings, passphrase) as runner:
+        from cya.actions.restore import chain_view
+
+        source = chain_view(tree.files_dir(backup.level), backup, work / "chain")
         argv = duplicity.reading_argv("list-current-files", settings=settings,
-                                      source=tree.files_dir(backup.level), time=backup.time,
-                                      work=work)
+                                      source=source, time=backup.time, work=work)
         outcome = runner.run(argv, work / "duplicity.log", doing="list a backup's files")
         return duplicity.listed_files(outcome.records)
 

@@ -214,6 +214,9 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
          quiet: bool, log_file: str | None) -> None:
     """Multi-timescale duplicity backups in a hardlinked tree."""
     verbosity = -1 if quiet else verbose
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 still prints
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     local = tz.tzlocal()
     real_now = datetime.now(local)
     ctx.obj = Context(config_file, real_now, real_now, verbosity, local)

@@ -25,6 +25,11 @@ from cya.errors import ConfigError
 
 SYSTEM_CONFIG_PATH = Path("/etc/cya/config.toml")
 ENCRYPTION_MODES = ("passphrase", "gpg-key", "none")
+# S3 storage classes a bag may be written in (Deep Archive is the point; the rest for
+# other stores and for tests)
+STORAGE_CLASSES = ("DEEP_ARCHIVE", "GLACIER", "GLACIER_IR", "STANDARD_IA", "ONEZONE_IA",
+                   "INTELLIGENT_TIERING", "STANDARD")
+MAX_BAG = 5 * 10**12  # S3's largest object
 TRIMMED_KINDS = KINDS[1:]  # a level of these kinds has siblings that trimming may delete
 
 
@@ -133,9 +138,11 @@ def load(path: Path) -> Settings:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(
-            f"config file {path} is not valid TOML: {error}", "fix the file or run cya init --force"
-        ) from None
+        raise ConfigError(f"config file {path} is not valid TOML: {error}",
+                          "fix the file there (cya config validate checks it)") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests too deeply to be a cya config",
+                          "fix the file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
     return _Validator(path).settings(raw)
@@ -175,6 +182,8 @@ class _Validator:
         encryption = self._encryption(top.get("encryption", {}))
         trim = self._trim(top.get("trim", {}))
         archive = self._archive(top.get("archive", {}))
+        exclude = tuple(self._strings(top, "exclude"))
+        duplicity_options = tuple(self._strings(top, "duplicity_options"))
         if self.problems:
             raise ConfigError(
                 f"config file {self.path}: " + "; ".join(self.problems),
@@ -184,9 +193,9 @@ class _Validator:
             config_path=self.path,
             tree=tree,
             sources=sources,
-            exclude=tuple(self._strings(top, "exclude")),
+            exclude=exclude,
             week_start=WeekStart(week_start),
-            duplicity_options=tuple(self._strings(top, "duplicity_options")),
+            duplicity_options=duplicity_options,
             encryption=encryption,
             trim=trim,
             archive=archive,
@@ -226,9 +235,10 @@ class _Validator:
             value = table["bag_size"]
             size = value if isinstance(value, int) and not isinstance(value, bool) else (
                 parse_size(value) if isinstance(value, str) else None)
-            if size is None or size < 5 * 2**20:
+            if size is None or not 5 * 2**20 <= size <= MAX_BAG:
                 self.problems.append(
-                    f"archive.bag_size: {value!r} is not a size of at least 5 MiB (like \"40GB\")")
+                    f"archive.bag_size: {value!r} is not a size from 5 MiB to 5 TB "
+                    "(like \"40GB\")")
             else:
                 bag_size = size
         return Archive(
@@ -236,7 +246,8 @@ class _Validator:
             prefix=self._string(table, "prefix", "", p).strip("/"),
             endpoint_url=self._string(table, "endpoint_url", "", p),
             region=self._string(table, "region", defaults.region, p),
-            storage_class=self._string(table, "storage_class", defaults.storage_class, p),
+            storage_class=self._choice(table, "storage_class", list(STORAGE_CLASSES),
+                                       defaults.storage_class, p),
             bag_size=bag_size,
             min_age_days=self._int(table, "min_age_days", defaults.min_age_days, 0, p),
             auto=self._bool(table, "auto", True, p),
@@ -267,8 +278,14 @@ class _Validator:
                 self.problems.append(f"{key}: missing")
             return []
         value = table[key]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problems.append(f"{key}: must be a list of strings")
+        if not isinstance(value, list):
+            self.problems.append(f"{key}: must be a list of strings (like [\"a\", \"b\"]), "
+                                 f"not {_toml_type(value)}")
+            return []
+        wrong = [i for i, v in enumerate(value) if not isinstance(v, str)]
+        if wrong:
+            self.problems.append(f"{key}[{wrong[0]}]: must be a string, not "
+                                 f"{_toml_type(value[wrong[0]])}")
             return []
         return value
 

@@ -246,7 +246,9 @@ def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
                 restored.mkdir()
             with private_tempdir() as work, duplicity.Duplicity(settings, passphrase) as runner:
                 argv = duplicity.reading_argv(
-                    "restore", settings=settings, source=source, time=the_plan.backup.time,
+                    "restore", settings=settings,
+                    source=chain_view(source, the_plan.backup, work / "chain"),
+                    time=the_plan.backup.time,
                     work=work, extra=[*(["--path-to-restore", the_plan.path]
                                         if the_plan.path else []), str(out)])
                 try:
@@ -269,6 +271,17 @@ def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
             if fetched is not None:
                 remove_tree(fetched)
                 run_record.disown(fetched)
+
+
+def chain_view(files: Path, backup: Restorable, view: Path) -> Path:
+    """A directory holding symlinks to exactly the files of ``backup``'s chain in
+    ``files``: duplicity reads every set in its target, so a damaged or foreign set
+    beside the chain (a lost manifest, a file dropped in by hand) must not be there."""
+    view.mkdir(mode=0o700)
+    for backup_set in backup.chain:
+        for name in backup_set.files:
+            (view / name).symlink_to(files / name)
+    return view
 
 
 def _from_archive(opened: OpenTree, the_plan: RestorePlan, wait: bool,

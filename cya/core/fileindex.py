@@ -9,6 +9,10 @@ as duplicity writes them (``home/me/a.txt``; ``.`` is the root).
 Because a glob match depends on the path alone, filtering every delta first and
 then applying them gives the same answer as applying then filtering: ``find``
 never builds a full file list.
+
+Names are bytes: a path is kept as a str whose bytes that are not UTF-8 are lone
+surrogates (Python's ``os.fsdecode``), so every name round-trips; ``shown`` prints
+them escaped (``caf\\xe9.txt``, ``new\\nline``), JSON carries the surrogates.
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ class Change:
 
 
 def encode(delta: Sequence[Change]) -> bytes:
+    # ASCII JSON: a name that is not UTF-8 travels as escaped surrogates
     return "\n".join(json.dumps([c.change, c.entry.path, c.entry.type, c.entry.size,
-                                 c.entry.mtime], ensure_ascii=False)
+                                 c.entry.mtime])
                      for c in delta).encode()
 
 
@@ -112,8 +117,26 @@ def matcher(pattern: str):
 
 
 def shown(path: str) -> str:
-    """A path as users write it: absolute."""
-    return "/" if path == "." else "/" + path
+    """A path as users write it: absolute, with what a terminal cannot show escaped —
+    bytes that are not UTF-8 as ``\\xNN``, control characters as ``\\n``, ``\\t`` or
+    ``\\xNN``, and a backslash as two."""
+    text = "/" if path == "." else "/" + path
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escaped(char) for char in text)
+
+
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+
+
+def _escaped(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    if "\udc80" <= char <= "\udcff":  # a byte that is not UTF-8
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    if not char.isprintable():
+        return f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}"
+    return char
 
 
 def under(prefix: str):

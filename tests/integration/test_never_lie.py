@@ -153,7 +153,8 @@ def test_a_broken_chain_is_not_built_on_and_not_counted(chain, tmp_path):
     # the backup it made restores exactly
     target = tmp_path / "restored"
     ws.cya("restore", "--date", "2012-12-08", "--target", str(target))
-    assert snapshot(restored_source(target, made.source)) == now_state
+    # (the copy backs up its own source: the new full holds that path)
+    assert snapshot(restored_source(target, ws.source)) == now_state
     # plain duplicity sees no more orphaned or incomplete sets than before
     after = orphans(ws, WEEK)
     assert after[0] <= status_before[0] and after[1] <= status_before[1], (status_before, after)
