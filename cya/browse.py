@@ -1,7 +1,8 @@
 """Reading the tree for people: what is restorable, and what each backup holds.
 
 Everything here reads; nothing writes to the tree. File lists come from the
-catalog's per-backup index; for backups made before the index existed, from
+catalog's per-backup index (or the bucket's encrypted copy of it, for backups only
+the archive holds); for backups made before the index existed, from
 ``duplicity list-current-files`` (which decrypts, so it is the slow path).
 """
 
@@ -19,43 +20,83 @@ from cya.config import Settings, read_passphrase
 from cya.core import fileindex
 from cya.core.chains import Restorable
 from cya.core.names import format_time
+from cya.errors import ArchiveError
 from cya.fsutil import remove_tree
+from cya.gpg import Gpg
 from cya.runs import Run, cache_base
 from cya.tree import Tree
 
 
 class FileLister:
     """The files backups hold that ``keep`` accepts. Each backup's index delta is read
-    and filtered once, however many chains share it."""
+    and filtered once, however many chains share it: from the catalog, or — for a
+    backup only the archive holds — from its encrypted index in the bucket (Standard,
+    no thaw), decrypted in memory."""
 
     def __init__(self, tree: Tree, catalog: Catalog, settings: Settings,
                  keep: Callable[[str], bool]):
         self.tree, self.catalog, self.settings, self.keep = tree, catalog, settings, keep
         self.links = catalog.index_links()
+        self.parents = catalog.parents()
+        self.remote_indexes = ({p.time: p.index_key for p in catalog.points() if p.index_key}
+                               if settings.archive.enabled else {})
         self.filtered: dict[str, list[fileindex.Change]] = {}
+        self._remote = None
+        self._gpg: Gpg | None = None
+
+    def __enter__(self) -> FileLister:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._gpg is not None:
+            self._gpg.close()
 
     def chain(self, time: str) -> list[str] | None:
         """Backups from the full up to ``time``, or None if one has no index."""
         chain: list[str] = []
         current: str | None = time
         while current is not None:
-            if current not in self.links:
+            if current in self.links:
+                chain.append(current)
+                current = self.links[current]
+            elif current in self.remote_indexes and current in self.parents:
+                chain.append(current)
+                current = self.parents[current]
+            else:
                 return None
-            chain.append(current)
-            current = self.links[current]
         return chain[::-1]
 
     def delta(self, backup: str) -> list[fileindex.Change]:
         if backup not in self.filtered:
-            self.filtered[backup] = [c for c in fileindex.decode(self.catalog.index_delta(backup))
+            data = (self.catalog.index_delta(backup) if backup in self.links
+                    else self._fetch(backup))
+            self.filtered[backup] = [c for c in fileindex.decode(data)
                                      if self.keep(c.entry.path)]
         return self.filtered[backup]
 
-    def files(self, backup: Restorable) -> tuple[dict[str, fileindex.Entry], bool]:
-        """The files and whether the index said so (False: listed by duplicity, no sizes)."""
+    def _fetch(self, backup: str) -> bytes:
+        """A backup's file index from the bucket, decrypted."""
+        from cya.archive.s3 import Remote
+
+        if self._remote is None:
+            self._remote = Remote(self.settings.archive)
+            self._gpg = Gpg(self.settings, read_passphrase(self.settings))
+        key = self.remote_indexes[backup]
+        data = self._remote.get_bytes(key)
+        if data is None:
+            raise ArchiveError(f"the file index {key} is missing from the bucket",
+                               "run: cya archive verify")
+        return self._gpg.decrypt(data)
+
+    def files(self, backup: Restorable, archived: bool = False
+              ) -> tuple[dict[str, fileindex.Entry], bool]:
+        """The files and whether the index said so (False: listed by duplicity, no sizes;
+        a backup only the archive holds and without an index lists nothing)."""
         chain = self.chain(format_time(backup.time))
         if chain is not None:
             return fileindex.apply((self.delta(b) for b in chain), self.keep), True
+        if archived:
+            return {}, False
         listed = list_with_duplicity(self.tree, self.settings, backup)
         return {path: fileindex.Entry(path, kind, None,
                                       int(mtime.timestamp()) if mtime else None)

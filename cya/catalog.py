@@ -99,6 +99,27 @@ MIGRATIONS = (
         added_at TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE archived_years ADD COLUMN state TEXT NOT NULL DEFAULT 'kept';  -- or 'pruned'
+    CREATE TABLE archived_backups (
+        time TEXT PRIMARY KEY,          -- duplicity time stamp
+        level TEXT NOT NULL,            -- the level its chain is recorded from
+        record_key TEXT NOT NULL,       -- backups/TIME.json
+        index_key TEXT,                 -- indexes/TIME.gpg, its encrypted file index
+        archived_at TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'kept'  -- or 'pruned': never uploaded again
+    );
+    CREATE TABLE archived_chains (
+        time TEXT NOT NULL REFERENCES archived_backups(time),
+        name TEXT NOT NULL,             -- a duplicity file of its chain (blobs.name)
+        PRIMARY KEY (time, name)
+    );
+    CREATE TABLE pruned_blobs (
+        name TEXT PRIMARY KEY,          -- a file whose bag the remote retention deleted
+        size INTEGER NOT NULL,
+        pruned_at TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -121,6 +142,7 @@ def _write_error(path: Path, error: sqlite3.OperationalError) -> CyaError:
 
 
 SYSTEM_COPIED = "system_copied_at"  # meta key: when system/ was last copied to the bucket
+ARCHIVE_DAMAGE = "archive_damage"  # meta key: JSON of what the bucket lost, or absent
 
 
 @dataclass(frozen=True)
@@ -153,6 +175,20 @@ class YearRecord:
     files: int
     bytes: int
     archived_at: str
+    state: str = "kept"
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    """An archived backup: where its record is and the files of its chain."""
+
+    time: str
+    level: str
+    record_key: str
+    index_key: str | None
+    archived_at: str
+    state: str
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -307,6 +343,10 @@ class Catalog:
         rows = self.db.execute("SELECT * FROM backups ORDER BY time").fetchall()
         return [BackupRecord(r[0], r[1], r[2], bool(r[3]), *r[4:]) for r in rows]
 
+    def parents(self) -> dict[str, str | None]:
+        """Every recorded backup and the backup it diffed against (None: a full)."""
+        return dict(self.db.execute("SELECT time, parent FROM backups"))
+
     def index_links(self) -> dict[str, str | None]:
         """Every indexed backup and the backup its delta is relative to (None: a full)."""
         return dict(self.db.execute("SELECT backup, parent FROM file_index"))
@@ -330,28 +370,60 @@ class Catalog:
     def record_year(self, year: YearRecord, files: dict[str, str]) -> None:
         """Record an archived year and where each of its files (path -> name) lives."""
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO archived_years VALUES (?,?,?,?,?)",
-                       (year.year, year.index_key, year.files, year.bytes, year.archived_at))
+            db.execute("INSERT OR REPLACE INTO archived_years VALUES (?,?,?,?,?,?)",
+                       (year.year, year.index_key, year.files, year.bytes, year.archived_at,
+                        year.state))
             db.executemany("INSERT OR REPLACE INTO archived_files VALUES (?,?,?)",
                            [(path, year.year, name) for path, name in sorted(files.items())])
+
+    def record_point(self, point: PointRecord) -> None:
+        """Record an archived backup and its chain's files, in one transaction."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO archived_backups VALUES (?,?,?,?,?,?)",
+                       (point.time, point.level, point.record_key, point.index_key,
+                        point.archived_at, point.state))
+            db.execute("DELETE FROM archived_chains WHERE time = ?", (point.time,))
+            db.executemany("INSERT INTO archived_chains VALUES (?,?)",
+                           [(point.time, name) for name in point.names])
+
+    def points(self, state: str | None = "kept") -> list[PointRecord]:
+        """Archived backups (``state`` None: pruned ones too), oldest first."""
+        chains: dict[str, list[str]] = {}
+        for time, name in self.db.execute("SELECT time, name FROM archived_chains"):
+            chains.setdefault(time, []).append(name)
+        rows = self.db.execute("SELECT * FROM archived_backups ORDER BY time")
+        return [PointRecord(*row, names=tuple(sorted(chains.get(row[0], ()))))
+                for row in rows if state is None or row[5] == state]
 
     def archived_sizes(self) -> dict[str, int]:
         """Every archived duplicity name and its size."""
         return dict(self.db.execute("SELECT name, size FROM blobs"))
 
-    def archived_year_paths(self) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT year FROM archived_years")}
+    def pruned_sizes(self) -> dict[str, int]:
+        """Every duplicity name whose bag the remote retention deleted: never sent again."""
+        return dict(self.db.execute("SELECT name, size FROM pruned_blobs"))
 
-    def archived_years(self) -> list[YearRecord]:
+    def archived_year_paths(self, state: str | None = None) -> set[str]:
+        """Year levels with a year record (``state``: only kept or only pruned ones)."""
+        return {row[0] for row in self.db.execute("SELECT year, state FROM archived_years")
+                if state is None or row[1] == state}
+
+    def archived_years(self, state: str | None = "kept") -> list[YearRecord]:
         rows = self.db.execute("SELECT * FROM archived_years ORDER BY year")
-        return [YearRecord(*row) for row in rows]
+        return [YearRecord(*row) for row in rows if state is None or row[5] == state]
 
     def archived_files(self, year: str | None = None) -> list[tuple[str, BlobRecord]]:
-        """(path, blob) of every archived file, or of one year's."""
-        query = ("SELECT f.path, b.* FROM archived_files f JOIN blobs b ON b.name = f.name"
-                 + (" WHERE f.year = ?" if year else "") + " ORDER BY f.path")
+        """(path, blob) of every file of the kept archived years, or of one year's."""
+        query = ("SELECT f.path, b.* FROM archived_files f JOIN blobs b ON b.name = f.name "
+                 "JOIN archived_years y ON y.year = f.year WHERE y.state = 'kept'"
+                 + (" AND f.year = ?" if year else "") + " ORDER BY f.path")
         rows = self.db.execute(query, (year,) if year else ())
         return [(row[0], BlobRecord(*row[1:])) for row in rows]
+
+    def year_files(self, year: str) -> dict[str, str]:
+        """path -> duplicity name of one year record's files (whether or not stored)."""
+        return dict(self.db.execute("SELECT path, name FROM archived_files WHERE year = ?",
+                                    (year,)))
 
     def bags(self) -> list[BagRecord]:
         return [BagRecord(*row) for row in self.db.execute("SELECT * FROM bags ORDER BY key")]
@@ -377,48 +449,59 @@ class Catalog:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or with None, remove) a meta value."""
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def copy_without_index(self, target: Path) -> None:
-        """Write a consistent copy of the catalog to ``target`` without the file index
-        (the paths of the user's files): what goes to the bucket's system/."""
+        """Write a consistent copy of the catalog to ``target`` without what names the
+        user's files (the file index, the sources): what goes to the bucket's system/."""
         copy = sqlite3.connect(target)
         try:
             self.db.backup(copy)
             copy.execute("DELETE FROM file_index")
+            copy.execute("UPDATE backups SET sources = NULL")
             copy.commit()
             copy.execute("VACUUM")
         finally:
             copy.close()
 
-    def drop_years(self, years: list[str], queue: list[tuple[str, str]]) -> None:
-        """Forget archived years and queue objects for deletion (key, due ISO time), in one
-        transaction: the queue is the record of what still has to go from the bucket."""
+    def drop_points(self, backups: list[str], years: list[str],
+                    queue: list[tuple[str, str]]) -> None:
+        """Mark archived backups and years pruned and queue objects for deletion (key, due
+        ISO time), in one transaction: the queue is the record of what still has to go
+        from the bucket, and a pruned point is never archived again."""
         with self.transaction() as db:
-            for year in years:
-                db.execute("DELETE FROM archived_files WHERE year = ?", (year,))
-                db.execute("DELETE FROM archived_years WHERE year = ?", (year,))
+            db.executemany("UPDATE archived_backups SET state = 'pruned' WHERE time = ?",
+                           [(t,) for t in backups])
+            db.executemany("UPDATE archived_years SET state = 'pruned' WHERE year = ?",
+                           [(y,) for y in years])
             db.executemany("INSERT OR IGNORE INTO deferred_deletions VALUES (?, ?)", queue)
 
     def deletions(self) -> list[tuple[str, str]]:
         """(key, due) of every object queued for deletion."""
         return list(self.db.execute("SELECT key, due FROM deferred_deletions ORDER BY key"))
 
-    def deleted(self, key: str) -> None:
-        """An object is gone from the bucket: drop its queue row, and a bag's records."""
+    def deleted(self, key: str, when: str) -> None:
+        """An object is gone from the bucket by the retention's choice: drop its queue row,
+        and for a bag its records, its files remembered as pruned (never sent again)."""
         with self.transaction() as db:
             db.execute("DELETE FROM deferred_deletions WHERE key = ?", (key,))
+            db.execute("INSERT OR REPLACE INTO pruned_blobs SELECT name, size, ? FROM blobs "
+                       "WHERE bag = ?", (when, key))
             db.execute("DELETE FROM blobs WHERE bag = ?", (key,))
             db.execute("DELETE FROM thaws WHERE bag = ?", (key,))
             db.execute("DELETE FROM bags WHERE key = ?", (key,))
 
-    def year_needs(self) -> dict[str, set[str]]:
-        """bag key -> the archived years whose files lie in it."""
-        needs: dict[str, set[str]] = {}
-        rows = self.db.execute("SELECT DISTINCT b.bag, f.year FROM archived_files f "
-                               "JOIN blobs b ON b.name = f.name")
-        for bag, year in rows:
-            needs.setdefault(bag, set()).add(year)
-        return needs
+    def forget_bags(self, keys: list[str]) -> None:
+        """Bags the bucket no longer holds (lost, not pruned): forget them and their files,
+        so that files the tree still holds are archived again."""
+        with self.transaction() as db:
+            for key in keys:
+                db.execute("DELETE FROM blobs WHERE bag = ?", (key,))
+                db.execute("DELETE FROM thaws WHERE bag = ?", (key,))
+                db.execute("DELETE FROM bags WHERE key = ?", (key,))

@@ -237,9 +237,9 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
                              "time stamps can hold", "give a time in that range")
         ctx.obj = Context(config_file, clock, real_now, verbosity, local)
     log.info("cya %s: %s", __version__, " ".join(sys.argv[1:]))
-    from cya import duplicity, runs
+    from cya import gpg, runs
 
-    runs.sweep(duplicity.stop_agent)
+    runs.sweep(gpg.stop_agent)
 
 
 @main.command()
@@ -382,16 +382,18 @@ def _render_trim(obj: Context, result: TrimResult) -> None:
 @click.option("--force", is_flag=True,
               help="Merge into a non-empty target; what the restore replaces is moved aside "
                    "into TARGET.cya-replaced-*, nothing is deleted.")
+@click.option("--max-cost", metavar="USD", type=float,
+              help="Refuse a restore from the archive whose estimate is dearer.")
 @click.pass_obj
 def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry_run,
-            force) -> None:
+            force, max_cost) -> None:
     """Restore the tree's newest backup at or before a date."""
     from cya.actions import restore as restore_action
 
     settings = obj.settings()
     request = restore_action.RestoreRequest(
         asked=obj.date(date_text), target=config.absolute(target), path=path, force=force,
-        from_archive=from_archive, tier=tier, wait=wait, dry_run=dry_run)
+        from_archive=from_archive, tier=tier, wait=wait, dry_run=dry_run, max_cost=max_cost)
     plan = restore_action.plan(settings, request)
     backup = plan.backup
     what = shown(plan.path) if plan.path else "everything"
@@ -437,7 +439,10 @@ def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> 
     if as_json:
         click.echo(json.dumps(files.as_json(), indent=2))
         return
-    obj.say(f"backup {show_time(files.backup.time)} from {files.backup.level}")
+    where = (f"in the archive only: restoring it costs about ${files.archive_cost:.2f} "
+             "(cya restore --from-archive)" if files.archive_cost is not None
+             else f"from {files.backup.level}")
+    obj.say(f"backup {show_time(files.backup.time)} {where}")
     lines = []
     for entry in files.files:
         size = "" if entry.size is None else _size(entry.size)
@@ -490,7 +495,9 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
         return
     lines = []
     for item in found:
-        lines.append(f"{show_time(item.backup.time)}  ({item.backup.level})")
+        where = (f"in the archive only: restoring it costs about ${item.archive_cost:.2f}"
+                 if item.archive_cost is not None else str(item.backup.level))
+        lines.append(f"{show_time(item.backup.time)}  ({where})")
         for entry in item.matches:
             size = "" if entry.size is None else _size(entry.size)
             lines.append(f"  {size:>9}  {shown(entry.path)}")
@@ -502,7 +509,7 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def archive(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
-    """Bag and upload every finished year not yet archived (subcommands: status, verify,
+    """Put what is due off-site, as archive.cadence says (subcommands: status, verify,
     setup, prune)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -513,21 +520,33 @@ def archive(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
                                 progress=None if as_json else obj.say)
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
-        return
-    _render_archive(obj, result)
+    else:
+        _render_archive(obj, result)
+    if result.lost_backups:
+        click.echo("cya: error: the archive is damaged: the bucket can no longer restore "
+                   + ", ".join(result.lost_backups) + "; run: cya archive verify", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 def _render_archive(obj: Context, result: ArchiveResult) -> None:
-    verb = "would upload" if result.dry_run else "archived"
-    if not result.plans:
-        obj.say("no finished year awaits the archive")
-    for plan in result.plans:
-        obj.say(f"{verb} {plan.year}: {len(plan.bags)} bag(s), {_size(plan.upload_bytes)} new, "
+    plan = result.plan
+    for key in result.lost:
+        click.echo(f"cya: warning: the bucket no longer holds {key}", err=True)
+    if not plan.bags and not result.points and not result.years:
+        obj.say("the bucket holds everything due" if not result.dry_run
+                else "nothing new is due for the archive")
+    elif result.dry_run:
+        obj.say(f"would upload {len(plan.bags)} bag(s), {_size(plan.upload_bytes)} new, "
                 f"{_size(plan.reused_bytes)} already archived, {plan.files} file(s)")
+    else:
+        obj.say(f"archived {len(result.uploaded)} bag(s), {_size(plan.upload_bytes)} new, "
+                f"{len(result.points)} backup record(s)"
+                + (f", year(s) {', '.join(result.years)}" if result.years else ""))
     if result.adopted:
         obj.say(f"found {len(result.adopted)} bag(s) an interrupted run had sent")
-    if result.system_copied:
-        obj.say("copied the catalog and config to system/")
+    if result.prune is not None and (result.prune.deleted or result.prune.plan.drop):
+        obj.say(f"remote retention: dropped {len(result.prune.plan.drop)} point(s), deleted "
+                f"{len(result.prune.deleted)} object(s)")
 
 
 @archive.command("status")
@@ -541,13 +560,16 @@ def archive_status(obj: Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(state.as_json(), indent=2))
         return
-    obj.say(f"bucket {state.bucket}: {len(state.years)} archived year(s), "
-            f"{state.bags} bag(s), {_size(state.bytes)}, about ${state.dollars_month:.2f}/month")
+    obj.say(f"bucket {state.bucket} (cadence {state.cadence}): {state.backups} archived "
+            f"backup(s), newest {state.newest or 'none'}; {len(state.years)} finished "
+            f"year(s); {state.bags} bag(s), {_size(state.bytes)}, about "
+            f"${state.dollars_month:.2f}/month")
     for year in state.years:
-        obj.say(f"  {year.year}: {year.files} file(s), {_size(year.bytes)} new, "
+        obj.say(f"  {year.year}: {year.files} file(s), {_size(year.bytes)}, "
                 f"archived {year.archived_at}")
-    if state.awaiting:
-        obj.say("awaiting the archive: " + ", ".join(state.awaiting))
+    if state.damaged:
+        click.echo("cya: warning: the archive is damaged: the bucket can no longer restore "
+                   + ", ".join(state.damaged), err=True)
     for bag, thaw in state.thaws.items():
         obj.say(f"thaw of {bag}: {thaw}")
     obj.say(f"system/ copied: {state.system_copied_at or 'never'}")
@@ -581,8 +603,8 @@ def archive_verify(obj: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def archive_prune(obj: Context, dry_run: bool, yes: bool, as_json: bool) -> None:
-    """Remote retention: drop archived years beyond keep_years (objects at least
-    min_age_days old; younger ones wait in a queue)."""
+    """Remote retention: keep what the tree keeps and the finished years (keep_years);
+    delete objects no kept point needs once min_age_days old (younger ones wait)."""
     from cya.actions import archive_admin
 
     if dry_run and yes:
@@ -592,11 +614,10 @@ def archive_prune(obj: Context, dry_run: bool, yes: bool, as_json: bool) -> None
         click.echo(json.dumps(result.as_json(), indent=2))
         return
     plan = result.plan
-    verb = "dropped" if yes else "would drop"
     if plan.empty and not result.deleted and not result.queued:
-        obj.say(f"nothing to prune: keeping {len(plan.keep_years)} archived year(s)")
-    for year in plan.drop_years:
-        obj.say(f"{verb} archived year {year}")
+        obj.say(f"nothing to prune: keeping {len(plan.keep)} archived point(s)")
+    for point in plan.drop:
+        obj.say(f"{'dropped' if yes else 'would drop'} {point.name}: {point.why}")
     for item in plan.delete:
         obj.say(f"{'deleted' if yes else 'would delete'} {item.key} ({_size(item.size)})")
     for item, days in plan.defer:
@@ -663,11 +684,13 @@ def recover(obj: Context, bucket, prefix, endpoint_url, region, tree, passphrase
         tree=tree, bucket=bucket, prefix=prefix.strip("/"), endpoint_url=endpoint_url,
         region=region, passphrase_file=passphrase_file, force=force))
     obj.say(f"wrote config {result.config_path} (mode 0600) and tree {result.tree}")
-    source = "the catalog copy in system/" if result.from_copy else "the year indexes"
-    obj.say(f"the archive holds {len(result.years)} year(s) (from {source}): "
-            + (", ".join(result.years) or "none"))
+    source = "the catalog copy in system/" if result.from_copy else "the records"
+    obj.say(f"the archive holds {len(result.backups)} backup(s)"
+            + (f", newest {result.backups[-1]}" if result.backups else "")
+            + f", and {len(result.years)} finished year(s) (from {source})"
+            + (": " + ", ".join(result.years) if result.years else ""))
     if result.added_from_indexes and result.from_copy:
-        obj.say("added from their indexes: " + ", ".join(result.added_from_indexes))
+        obj.say("added from their records: " + ", ".join(result.added_from_indexes))
     for warning in result.warnings:
         click.echo(f"cya: warning: {warning}", err=True)
     obj.say("next: cya restore --date D --target DIR --from-archive")
@@ -708,11 +731,17 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
         if state.interrupted:
             obj.say("an interrupted backup will be finished or undone by the next run")
         if state.archive is not None:
-            awaiting = state.archive["awaiting_years"]
-            obj.say(f"archive: {state.archive['archived_years']} year(s) archived, "
-                    f"{len(awaiting)} awaiting" + (f" ({', '.join(awaiting)})" if awaiting
-                                                     else "")
-                    + f", {state.archive['pending_thaws']} thaw(s) pending")
+            archive = state.archive
+            lag = archive["lag_seconds"]
+            obj.say(f"archive (cadence {archive['cadence']}): {archive['archived_backups']} "
+                    f"backup(s) off-site, newest {archive['newest_archived'] or 'none'}"
+                    + (f" ({lag / 3600:.1f} hours behind the tree)" if lag is not None else "")
+                    + f"; {archive['files_due_not_archived']} file(s) due and not sent; "
+                    f"{archive['archived_years']} finished year(s); "
+                    f"{archive['pending_thaws']} thaw(s) pending")
+            if archive["damaged"]:
+                click.echo("cya: warning: the archive is damaged: the bucket can no longer "
+                           "restore " + ", ".join(archive["damaged"]), err=True)
     if state.in_future:
         click.echo(f"cya: error: the newest backup ({show_time(state.last_backup)}) is in the "
                    "future: no later backup can be made before then; check the clock or the "
@@ -722,6 +751,8 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
         age = "no backup at all" if state.age is None else \
             f"the last backup is {state.age.total_seconds() / 3600:.1f} hours old"
         click.echo(f"cya: error: {age}, more than --max-age {max_age}", err=True)
+        sys.exit(EXIT_FAILED)
+    if state.archive is not None and state.archive["damaged"]:
         sys.exit(EXIT_FAILED)
 
 

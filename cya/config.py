@@ -20,6 +20,7 @@ from pathlib import Path
 
 import platformdirs
 
+from cya.core.retention import CADENCES
 from cya.core.timescale import KINDS, WeekStart
 from cya.errors import ConfigError
 
@@ -62,6 +63,8 @@ class Archive:
     min_age_days: int = 180
     auto: bool = True
     keep_years: int = 0
+    cadence: str = "backup"  # backup | week | month | year: how soon new files go off-site
+    prune: bool = True  # run the remote retention after every archive run
 
     @property
     def enabled(self) -> bool:
@@ -227,7 +230,7 @@ class _Validator:
         defaults = Archive()
         table = self._table(raw, "archive", {
             "bucket", "prefix", "endpoint_url", "region", "storage_class", "bag_size",
-            "min_age_days", "auto", "keep_years",
+            "min_age_days", "auto", "keep_years", "cadence", "prune",
         })
         p = "archive."
         bag_size = defaults.bag_size
@@ -252,6 +255,8 @@ class _Validator:
             min_age_days=self._int(table, "min_age_days", defaults.min_age_days, 0, p),
             auto=self._bool(table, "auto", True, p),
             keep_years=self._int(table, "keep_years", 0, 0, p),
+            cadence=self._choice(table, "cadence", list(CADENCES), defaults.cadence, p),
+            prune=self._bool(table, "prune", True, p),
         )
 
     # -- typed getters: each records a problem and returns a usable default --

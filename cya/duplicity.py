@@ -3,13 +3,9 @@
 Nothing outside this module builds duplicity's argv or reads its log; every run goes
 through ``Duplicity.run``:
 
-* The passphrase reaches duplicity only through ``PASSPHRASE`` in its environment.
-  gpg needs an agent, and an agent that gpg starts itself inherits that environment
-  and outlives the run. So cya starts the agent first, with an environment without
-  the secret: in passphrase (and no-encryption) mode in a private gpg home of the run
-  (``no-symkey-cache``: the agent keeps no passphrase either), stopped when the run
-  ends and, if cya was killed, by the next command's sweep (cya/runs.py); in gpg-key
-  mode the user's own agent, which needs the user's keys.
+* The passphrase reaches duplicity only through ``PASSPHRASE`` in its environment;
+  gpg's agent is started without it (cya/gpg.py), so nothing that outlives the run
+  holds the secret.
 * Duplicity's machine-readable log (``--log-file``) carries its documented error codes
   (``duplicity.log.ErrorCode``) and, at ``--verbosity info``, every path a backup added,
   changed or deleted, escaped so that any name is unambiguous. A name that is not UTF-8
@@ -26,7 +22,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +32,8 @@ from cya.config import Settings
 from cya.core.names import parse_time
 from cya.errors import CommandFailed, Interrupted
 from cya.fsutil import remove_tree
-from cya.runs import Run, cache_base
+from cya.gpg import Gpg
+from cya.runs import cache_base
 
 log = logging.getLogger("cya")
 
@@ -135,41 +131,18 @@ class Outcome:
 
 class Duplicity:
     """Runs duplicity for one config: the secret in its environment only, gpg's agent
-    started without it, every failure mapped to one line."""
+    started without it (cya/gpg.py), every failure mapped to one line."""
 
     def __init__(self, settings: Settings, passphrase: str | None):
         self.settings = settings
         self.passphrase = passphrase
-        self.gnupg_home: Path | None = None
+        self.gpg = Gpg(settings, passphrase)
 
     def __enter__(self) -> Duplicity:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _start_agent(self) -> dict[str, str]:
-        """Start gpg's agent with an environment free of the secret; return what
-        duplicity's environment needs to use it."""
-        if self.settings.encryption.mode == "gpg-key":
-            execute.run(["gpgconf", "--launch", "gpg-agent"], remove_env=["PASSPHRASE"])
-            return {}
-        if self.gnupg_home is None:
-            home = Path(tempfile.mkdtemp(prefix="cya-gnupg-"))
-            Run.current().own(home, gnupg=True)
-            (home / "gpg.conf").write_text("no-symkey-cache\n")
-            self.gnupg_home = home
-            execute.run(["gpgconf", "--homedir", str(home), "--launch", "gpg-agent"],
-                        remove_env=["PASSPHRASE"])
-        return {"GNUPGHOME": str(self.gnupg_home)}
-
-    def close(self) -> None:
-        """Stop the private agent and remove the private gpg home."""
-        if self.gnupg_home is not None:
-            stop_agent(self.gnupg_home)
-            remove_tree(self.gnupg_home)
-            Run.current().disown(self.gnupg_home)
-            self.gnupg_home = None
+        self.gpg.close()
 
     def run(self, argv: Sequence[str], log_file: Path, *, doing: str,
             pass_fds: Sequence[int] = ()) -> Outcome:
@@ -178,7 +151,7 @@ class Duplicity:
         Return its log and output. Raise Interrupted when cya was asked to stop,
         CommandFailed (one line saying what it means) when duplicity failed or stalled.
         """
-        env = self._start_agent()
+        env = self.gpg.env()
         if self.passphrase is not None:
             env["PASSPHRASE"] = self.passphrase
         env["PYTHONIOENCODING"] = "utf-8:surrogateescape"  # any file name prints
@@ -202,13 +175,6 @@ class Duplicity:
         if done.returncode != 0:
             raise failure(done.returncode, records, done.tail, self.settings, doing)
         return Outcome(records, printed)
-
-
-def stop_agent(home: Path) -> None:
-    """Stop the gpg agent of a private gpg home (nothing happens if none runs)."""
-    if (home / "gpg.conf").exists():
-        execute.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-                    remove_env=["PASSPHRASE"], timeout=30)
 
 
 def _damage_hint(records: Sequence[LogRecord], tail: Sequence[str]) -> str:

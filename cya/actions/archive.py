@@ -1,68 +1,97 @@
-"""``cya archive``: bag and upload every finished year not yet archived (DESIGN.md 4).
+"""``cya archive``: put what the tree holds off-site, as ``archive.cadence`` says
+(DESIGN.md 4) — by default every backup's new duplicity files, the same run.
 
-Order of writes, so every intermediate state is valid (STYLE.md):
+One run:
 
-1. plan (pure: core.bagging) from the tree's names and sizes and the catalog's
-   archived names; ``--dry-run`` stops here;
-2. per bag: stream the tar into a multipart upload; S3 confirms it and cya checks
-   it by HEAD -> crash point after-bag-upload; then its manifest (Standard)
-   -> crash point after-bag-manifest; then the catalog rows (bag + blobs);
-3. per year, once all its bags are recorded: the year index (``years/NAME.json``,
-   every path of the year -> blob, bag, offset, SHA-256) -> crash point
-   after-year-index; then the catalog rows (year + files);
-4. ``system/``: a copy of the catalog (without the file index) and the config.
+1. list the bucket once: a bag the catalog records but the bucket no longer holds (with
+   its size and class) is forgotten, so files the tree still holds are sent again and
+   files it does not are reported as lost (``status`` says which backups that costs);
+   multipart uploads a dead run left under the prefix are aborted;
+2. plan (pure: core.retention.eligible, core.bagging): the files of the levels the
+   cadence says are due, minus what the bucket holds and what the retention pruned
+   (a pruned point is never sent again); ``--dry-run`` stops here (no network);
+3. per bag: stream the tar into a multipart upload; S3 confirms it and cya checks it
+   by HEAD -> crash point after-bag-upload; its manifest (Standard)
+   -> after-bag-manifest; then the catalog rows;
+4. per backup the archive can now restore alone: its file index, encrypted
+   (``indexes/TIME.gpg``), then its record (``backups/TIME.json``: the whole chain, each
+   file's bag, offset, size, SHA-256) -> after-backup-record; then the catalog rows;
+5. per finished year without a record: ``years/YEAR.json`` (the year as the tree holds
+   it now) -> after-year-index; then the catalog rows;
+6. ``system/``: the catalog (without the file index and sources), the config encrypted,
+   and how the tree is encrypted;
+7. with ``archive.prune``, the remote retention (``cya archive prune --yes``).
 
-A rerun after a crash anywhere repeats nothing that was recorded: a bag whose
-manifest is in the bucket with the same member digest is adopted after a HEAD,
-any other half-sent upload of its key is aborted and the bag sent again.
-Nothing already archived is ever rewritten.
+A rerun after a crash anywhere repeats nothing that was recorded: a bag whose manifest
+is in the bucket with the same member digest is adopted after a HEAD, any other
+half-sent upload is aborted and sent again. Nothing archived is ever rewritten.
+
+The trim asks ``Guard`` which files the bucket was seen to hold this run, and confirms
+by HEAD (size, class, checksum) the bags of the files it is about to let go of.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cya.archive import layout
 from cya.archive.bags import write_bag
+from cya.archive.records import BackupPoint, BagManifest, Stored, YearPoint
 from cya.archive.s3 import Remote, StreamingUpload
-from cya.catalog import SYSTEM_COPIED, BagRecord, BlobRecord, Catalog, YearRecord
+from cya.catalog import (
+    ARCHIVE_DAMAGE,
+    SYSTEM_COPIED,
+    BagRecord,
+    BlobRecord,
+    Catalog,
+    PointRecord,
+    YearRecord,
+)
 from cya.clock import wall_time
-from cya.config import Settings
+from cya.config import Settings, read_passphrase
 from cya.core.bagging import BagPlan, BagSpec, NameConflict, YearFile, part_size, plan_bags
-from cya.core.names import parse_name
-from cya.core.retention import awaiting_archive
+from cya.core.chains import restorable
+from cya.core.names import format_time, parse_name
+from cya.core.retention import awaiting_archive, eligible
 from cya.core.timescale import Level
 from cya.core.treeview import TreeView
 from cya.errors import ArchiveError, TreeError, UsageError
 from cya.fsutil import crash_point, remove_tree
+from cya.gpg import Gpg
 from cya.opentree import OpenTree, open_tree
 from cya.tree import FILES, Tree
 
 log = logging.getLogger("cya")
 
-FORMAT = 1  # of manifests and year indexes
-
 
 @dataclass
 class ArchiveResult:
-    plans: list[BagPlan]
+    plan: BagPlan
     dry_run: bool
     uploaded: list[str] = field(default_factory=list)  # bag keys sent in this run
     adopted: list[str] = field(default_factory=list)  # bag keys found already sent
+    points: list[str] = field(default_factory=list)  # backups recorded in this run
     years: list[str] = field(default_factory=list)  # years recorded in this run
+    lost: list[str] = field(default_factory=list)  # bags the bucket lost
+    lost_backups: list[str] = field(default_factory=list)  # archived backups they cost
     system_copied: bool = False
+    safe: frozenset[str] = frozenset()  # files the bucket was seen to hold this run
+    prune: object | None = None  # archive_admin.PruneResult, with archive.prune
 
     def as_json(self) -> dict:
+        plan = self.plan
         return {
-            "dry_run": self.dry_run,
-            "years": [{"year": p.year, "bags": len(p.bags), "upload_bytes": p.upload_bytes,
-                       "reused_bytes": p.reused_bytes, "files": p.files} for p in self.plans],
-            "uploaded": self.uploaded, "adopted": self.adopted,
-            "recorded_years": self.years, "system_copied": self.system_copied,
+            "version": 1, "dry_run": self.dry_run, "bags": len(plan.bags),
+            "upload_bytes": plan.upload_bytes, "reused_bytes": plan.reused_bytes,
+            "files": plan.files, "uploaded": self.uploaded, "adopted": self.adopted,
+            "recorded_backups": self.points, "recorded_years": self.years,
+            "lost_bags": self.lost, "lost_backups": self.lost_backups,
+            "system_copied": self.system_copied,
         }
 
 
@@ -75,83 +104,122 @@ def require_bucket(settings: Settings) -> None:
 
 def run(settings: Settings, now: datetime, dry_run: bool = False,
         progress: Callable[[str], None] | None = None) -> ArchiveResult:
-    """Archive every finished year not yet archived (a dry run only plans: no lock, no
-    network, nothing written)."""
+    """Archive what is due (a dry run only plans: no lock, no network, nothing written)."""
     require_bucket(settings)
     with open_tree(settings, write=not dry_run, locked=not dry_run) as opened:
-        return archive_opened(opened, dry_run, progress)
+        return archive_opened(opened, now, dry_run, progress)
 
 
-def year_files(view: TreeView, year: Level) -> list[YearFile]:
-    """Every duplicity file in the year level and the levels below it."""
+def due_files(view: TreeView, cadence: str) -> list[YearFile]:
+    """Every duplicity file of the levels due under ``cadence``, with its size."""
     files = []
-    for level in view.levels():
-        if level == year or year.is_ancestor_of(level):
-            for name, info in sorted(view.info.get(level, {}).items()):
-                parsed = parse_name(name)
-                if parsed is not None and not parsed.partial:
-                    files.append(YearFile(f"{level.relpath}/{FILES}/{name}", info.size))
+    for level in eligible(view, cadence):
+        for name, info in sorted(view.info.get(level, {}).items()):
+            parsed = parse_name(name)
+            if parsed is not None and not parsed.partial and info.size > 0:
+                files.append(YearFile(f"{level.relpath}/{FILES}/{name}", info.size))
     return files
 
 
-def plan(view: TreeView, catalog: Catalog, bag_size: int) -> list[BagPlan]:
-    """The bag plan of every year awaiting the archive, oldest first (a later year
-    reuses what an earlier one stores)."""
-    archived = catalog.archived_sizes()
-    plans = []
-    for year in awaiting_archive(view, catalog.archived_year_paths()):
-        try:
-            year_plan = plan_bags(year.relpath, year_files(view, year), archived, bag_size)
-        except NameConflict as error:
-            raise TreeError(f"cannot archive {year}: {error}",
-                            "the tree or its catalog is damaged; run: cya archive verify") from None
-        plans.append(year_plan)
-        archived = {**archived, **{b.name: b.size for bag in year_plan.bags for b in bag.blobs}}
-    return plans
+def group_of(view: TreeView) -> str:
+    """The year a run's bags are filed under: the newest backup's."""
+    newest = view.newest()
+    return f"{newest.year:04d}" if newest else "0000"
 
 
-def archive_opened(opened: OpenTree, dry_run: bool,
+def plan(view: TreeView, catalog: Catalog, settings: Settings) -> BagPlan:
+    """The bags that take what is due off-site (files already archived are reused; files
+    the retention pruned are never sent again)."""
+    archived = {**catalog.pruned_sizes(), **catalog.archived_sizes()}
+    try:
+        return plan_bags(group_of(view), due_files(view, settings.archive.cadence), archived,
+                         settings.archive.bag_size)
+    except NameConflict as error:
+        raise TreeError(f"cannot archive: {error}",
+                        "the tree or its catalog is damaged; run: cya check") from None
+
+
+def archive_opened(opened: OpenTree, now: datetime, dry_run: bool,
                    progress: Callable[[str], None] | None = None) -> ArchiveResult:
-    """Plan and (unless ``dry_run``) upload, on a tree opened for writing."""
+    """Plan and (unless ``dry_run``) upload, record and prune, on an opened tree."""
     tree, catalog, settings = opened.tree, opened.catalog, opened.settings
     say = progress or (lambda text: None)
-    plans = plan(opened.view, catalog, settings.archive.bag_size)
-    result = ArchiveResult(plans, dry_run)
     if dry_run:
-        return result
+        return ArchiveResult(plan(opened.view, catalog, settings), True)
     remote = Remote(settings.archive)
     remote.check_bucket()
-    for year_plan in plans:
-        year = Level(tuple(year_plan.year.split("/")))
-        for number, bag in enumerate(year_plan.bags, 1):
-            say(f"{year}: bag {number} of {len(year_plan.bags)}, "
-                f"{len(bag.blobs)} file(s), {bag.data_bytes} bytes")
-            key, adopted = _store_bag(tree, catalog, remote, year, bag)
-            (result.adopted if adopted else result.uploaded).append(key)
-        _record_year(catalog, remote, year, year_plan)
-        result.years.append(year_plan.year)
-    if result.years or result.uploaded or not _system_copied(catalog):
+    started = datetime.now(UTC)
+    listing = remote.list_keys(remote.prefix)
+    result = ArchiveResult(BagPlan("", (), ()), False)
+    result.lost = _forget_lost(catalog, remote, listing)
+    aborted = remote.abort_uploads_before(remote.prefix, started)
+    if aborted:
+        log.info("aborted %d upload(s) an interrupted run left", aborted)
+    result.plan = the_plan = plan(opened.view, catalog, settings)
+    for number, bag in enumerate(the_plan.bags, 1):
+        say(f"bag {number} of {len(the_plan.bags)}: {len(bag.blobs)} file(s), "
+            f"{bag.data_bytes} bytes")
+        key, adopted = _store_bag(tree, catalog, remote, the_plan.year, bag)
+        (result.adopted if adopted else result.uploaded).append(key)
+    present = {b.key for b in catalog.bags()
+               if b.key in listing or b.key in result.uploaded or b.key in result.adopted}
+    result.safe = frozenset(name for name, blob in catalog.blobs().items()
+                            if blob.bag in present)
+    with Gpg(settings, read_passphrase(settings)) as gpg:
+        result.points = _record_points(opened, remote, gpg, result.safe)
+    result.years = _record_years(opened, remote, result.safe)
+    result.lost_backups = _damage(catalog)
+    if result.uploaded or result.points or result.years or result.lost \
+            or not catalog.get_meta(SYSTEM_COPIED):
         copy_system(tree, catalog, remote, settings)
         result.system_copied = True
+    if settings.archive.prune:
+        from cya.actions.archive_admin import prune_opened
+
+        result.prune = prune_opened(opened, now, apply=True, remote=remote)
     return result
 
 
-def bag_keys(remote: Remote, year: Level, bag: BagSpec) -> tuple[str, str]:
-    relative = layout.bag(year.name, bag.digest)
+def _forget_lost(catalog: Catalog, remote: Remote, listing: dict[str, dict]) -> list[str]:
+    """Bags the catalog records that the bucket no longer holds as recorded: forget them
+    (what the tree still holds goes up again). Return their keys."""
+    lost = []
+    for bag in catalog.bags():
+        item = listing.get(bag.key)
+        if item is None or item["Size"] != bag.size or \
+                item.get("StorageClass", "STANDARD") != bag.storage_class:
+            lost.append(bag.key)
+    if lost:
+        log.warning("the bucket no longer holds %d recorded bag(s): %s", len(lost),
+                    ", ".join(remote.relative(k) for k in lost))
+        catalog.forget_bags(lost)
+    return lost
+
+
+def _damage(catalog: Catalog) -> list[str]:
+    """Archived backups (and years) the bucket can no longer restore, recorded in the
+    catalog for ``status``; return them."""
+    stored = set(catalog.archived_sizes())
+    lost = [p.time for p in catalog.points() if not set(p.names) <= stored]
+    lost += [f"year {y.year}" for y in catalog.archived_years()
+             if not set(catalog.year_files(y.year).values()) <= stored]
+    catalog.set_meta(ARCHIVE_DAMAGE, json.dumps(lost) if lost else None)
+    return lost
+
+
+def bag_keys(remote: Remote, group: str, bag: BagSpec) -> tuple[str, str]:
+    relative = layout.bag(group, bag.digest)
     return remote.key(relative), remote.key(layout.manifest_of(relative))
 
 
-def _store_bag(tree: Tree, catalog: Catalog, remote: Remote, year: Level,
+def _store_bag(tree: Tree, catalog: Catalog, remote: Remote, group: str,
                bag: BagSpec) -> tuple[str, bool]:
     """Upload one bag (or adopt it, if a crashed run sent it) and record it.
     Return its key and whether it was adopted."""
-    key, manifest_key = bag_keys(remote, year, bag)
+    key, manifest_key = bag_keys(remote, group, bag)
     manifest = _adoptable(remote, key, manifest_key, bag)
     adopted = manifest is not None
     if manifest is None:
-        aborted = remote.abort_stale_uploads(key)
-        if aborted:
-            log.info("aborted %d upload(s) of %s left by an interrupted run", aborted, key)
         upload = StreamingUpload(remote, key, part_size(bag.estimated_bytes),
                                  {"cya-digest": bag.digest, "cya-tree": catalog.tree_id})
         try:
@@ -166,69 +234,114 @@ def _store_bag(tree: Tree, catalog: Catalog, remote: Remote, year: Level,
             raise
         sent = upload.close()
         crash_point("after-bag-upload")
-        manifest = {
-            "format": FORMAT, "bag": key, "year": year.relpath, "digest": bag.digest,
-            "size": sent.size, "parts": sent.parts, "checksum": sent.checksum,
-            "storage_class": remote.storage_class, "uploaded_at": wall_time(),
-            "members": [m.as_json() for m in members],
-        }
-        remote.put_json(manifest_key, manifest)
+        manifest = BagManifest(key, group, bag.digest, sent.size, sent.parts, sent.checksum,
+                               remote.storage_class, wall_time(), tuple(members))
+        remote.put_json(manifest_key, manifest.as_json())
         crash_point("after-bag-manifest")
     names = {b.paths[0]: b.name for b in bag.blobs}
     catalog.record_bag(
-        BagRecord(key, year.relpath, bag.digest, manifest["size"], manifest["parts"],
-                  manifest["checksum"], manifest["storage_class"], manifest_key,
-                  manifest["uploaded_at"]),
-        [BlobRecord(names[m["path"]], m["sha256"], m["size"], key, m["offset"], m["path"])
-         for m in manifest["members"]])
+        BagRecord(key, group, bag.digest, manifest.size, manifest.parts, manifest.checksum,
+                  manifest.storage_class, manifest_key, manifest.uploaded_at),
+        [BlobRecord(names[m.path], m.sha256, m.size, key, m.offset, m.path)
+         for m in manifest.members])
     return key, adopted
 
 
-def _adoptable(remote: Remote, key: str, manifest_key: str, bag: BagSpec) -> dict | None:
+def _adoptable(remote: Remote, key: str, manifest_key: str, bag: BagSpec
+               ) -> BagManifest | None:
     """The manifest of this very bag if an earlier run sent bag and manifest, else None."""
-    manifest = remote.get_json(manifest_key)
-    if not isinstance(manifest, dict) or manifest.get("digest") != bag.digest:
+    try:
+        data = remote.get_json(manifest_key)
+        manifest = BagManifest.parse(data, manifest_key) if data is not None else None
+    except ArchiveError:
+        return None  # a damaged manifest: send the bag again
+    if manifest is None or manifest.digest != bag.digest:
         return None
     head = remote.head(key)
-    if head is None or head["ContentLength"] != manifest.get("size"):
+    if head is None or head["ContentLength"] != manifest.size:
         return None
     return manifest
 
 
-def _record_year(catalog: Catalog, remote: Remote, year: Level, year_plan: BagPlan) -> None:
-    """Write the year index to the bucket, then record the year in the catalog."""
-    where = catalog.blobs()
-    files: dict[str, str] = {}
-    for bag in year_plan.bags:
-        for blob in bag.blobs:
-            for path in blob.paths:
-                files[path] = blob.name
-    for item in year_plan.reused:
-        files[item.path] = item.name
-    missing = sorted(n for n in files.values() if n not in where)
-    if missing:
-        raise ArchiveError(f"{year}: {len(missing)} file(s) are in no recorded bag "
-                           f"({missing[0]} …)", "run: cya archive again")
-    index_key = remote.key(layout.year_index(year.name))
-    remote.put_json(index_key, {
-        "format": FORMAT, "year": year.relpath,
-        "files": {path: {"name": name, "sha256": where[name].sha256, "size": where[name].size,
-                         "bag": where[name].bag, "offset": where[name].offset,
-                         "member": where[name].path}
-                  for path, name in sorted(files.items())},
-    })
-    crash_point("after-year-index")
-    catalog.record_year(YearRecord(year.relpath, index_key, len(files), year_plan.upload_bytes,
-                                   wall_time()), files)
+def _stored(blob: BlobRecord) -> Stored:
+    return Stored(blob.name, blob.sha256, blob.size, blob.bag, blob.offset, blob.path)
 
 
-def _system_copied(catalog: Catalog) -> bool:
-    return catalog.get_meta(SYSTEM_COPIED) is not None
+def archived_part(view: TreeView, names: Collection[str]) -> TreeView:
+    """The tree as far as its files are among ``names``: what the bucket can restore."""
+    names = set(names)
+    files = {level: frozenset(n for n in found if n in names)
+             for level, found in view.files.items()}
+    info = {level: {n: i for n, i in view.info.get(level, {}).items() if n in names}
+            for level in view.files}
+    return TreeView(files, info)
+
+
+def _record_points(opened: OpenTree, remote: Remote, gpg: Gpg, safe: frozenset[str]
+                   ) -> list[str]:
+    """Write a record (and the encrypted file index) for every backup of the tree the
+    bucket can now restore alone and that has none; return their times."""
+    catalog = opened.catalog
+    known = {p.time for p in catalog.points(state=None)}
+    blobs = catalog.blobs()
+    links = catalog.index_links()
+    recorded = []
+    for backup in restorable(archived_part(opened.view, safe)):
+        time = format_time(backup.time)
+        if time in known:
+            continue
+        index_key = None
+        if time in links:
+            index_key = remote.key(layout.backup_index(time))
+            remote.put_bytes(index_key, gpg.encrypt(catalog.index_delta(time)),
+                             "application/octet-stream")
+        names = [name for s in backup.chain for name in s.files]
+        point = BackupPoint(time, backup.level.relpath,
+                            tuple(_stored(blobs[name]) for name in names), index_key,
+                            wall_time())
+        record_key = remote.key(layout.backup_record(time))
+        remote.put_json(record_key, point.as_json())
+        crash_point("after-backup-record")
+        catalog.record_point(PointRecord(time, point.level, record_key, index_key,
+                                         point.archived_at, "kept", tuple(sorted(names))))
+        recorded.append(time)
+    return recorded
+
+
+def _record_years(opened: OpenTree, remote: Remote, safe: frozenset[str]) -> list[str]:
+    """Write the record of every finished year that has none (kept or pruned): the year
+    as the tree holds it now, as far as the bucket holds its files."""
+    catalog = opened.catalog
+    view = opened.view
+    recorded = []
+    blobs = catalog.blobs()
+    for year in awaiting_archive(view, catalog.archived_year_paths()):
+        files = {f.path: f.name for f in _year_files(view, year) if f.name in safe}
+        if not files:
+            continue
+        point = YearPoint(year.relpath, {path: _stored(blobs[name])
+                                         for path, name in files.items()}, wall_time())
+        index_key = remote.key(layout.year_index(year.name))
+        remote.put_json(index_key, point.as_json())
+        crash_point("after-year-index")
+        catalog.record_year(YearRecord(year.relpath, index_key, len(files),
+                                       sum(blobs[n].size for n in set(files.values())),
+                                       point.archived_at), files)
+        recorded.append(year.relpath)
+    return recorded
+
+
+def _year_files(view: TreeView, year: Level) -> list[YearFile]:
+    """Every duplicity file in the year level and the levels below it."""
+    return [f for f in due_files(view, "backup")
+            if (level := Level(tuple(f.path.rsplit(f"/{FILES}/", 1)[0].split("/")))) == year
+            or year.is_ancestor_of(level)]
 
 
 def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings) -> None:
-    """Copy the catalog (without the file index) and the config to ``system/``:
-    with the bucket and the passphrase, ``cya recover`` rebuilds a machine."""
+    """Copy what ``cya recover`` needs to ``system/``: the catalog without the file index
+    and sources, the config encrypted (it names the sources), and how the tree is
+    encrypted (mode and key id: no secret)."""
     work = tree.staging / f"system-{secrets.token_hex(4)}"
     work.mkdir(mode=0o700)
     try:
@@ -236,8 +349,69 @@ def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings
         catalog.copy_without_index(copy)
         remote.put_bytes(remote.key(layout.SYSTEM_CATALOG), copy.read_bytes(),
                          "application/vnd.sqlite3")
-        remote.put_bytes(remote.key(layout.SYSTEM_CONFIG_KEY), settings.config_path.read_bytes(),
-                         "application/toml")
+        with Gpg(settings, read_passphrase(settings)) as gpg:
+            remote.put_bytes(remote.key(layout.SYSTEM_CONFIG_KEY),
+                             gpg.encrypt(settings.config_path.read_bytes()),
+                             "application/octet-stream")
+        remote.put_json(remote.key(layout.SYSTEM_SETUP), {
+            "format": 1, "encryption": settings.encryption.mode,
+            "gpg_key": settings.encryption.gpg_key, "tree_id": catalog.tree_id})
+        if remote.head(remote.key(layout.SYSTEM_CONFIG_PLAIN)) is not None:
+            remote.delete(remote.key(layout.SYSTEM_CONFIG_PLAIN))  # an older, plain copy
     finally:
         remove_tree(work)
     catalog.set_meta(SYSTEM_COPIED, wall_time())
+
+
+class Guard:
+    """What the trim may let go of, as far as the bucket is concerned: files the bucket
+    was seen to hold this run, confirmed by HEAD (size, class, checksum) before a level
+    holding the last copy of one in the tree is deleted."""
+
+    def __init__(self, opened: OpenTree, safe: Collection[str] | None):
+        self.opened = opened
+        self.safe = set(safe) if safe is not None else None
+        self.problems: list[str] = []
+
+    @classmethod
+    def listing(cls, opened: OpenTree) -> Guard:
+        """A guard from one listing of the bucket (``cya trim`` on its own); with the
+        bucket out of reach, nothing due is let go."""
+        try:
+            remote = Remote(opened.settings.archive)
+            listing = remote.list_keys(remote.prefix)
+        except ArchiveError as error:
+            guard = cls(opened, ())
+            guard.problems.append(f"the bucket could not be checked ({error.message}), so "
+                                  "nothing the archive should hold was trimmed")
+            return guard
+        present = {b.key for b in opened.catalog.bags() if b.key in listing
+                   and listing[b.key]["Size"] == b.size}
+        return cls(opened, {n for n, b in opened.catalog.blobs().items() if b.bag in present})
+
+    def confirm(self, names: Collection[str]) -> set[str]:
+        """The names among ``names`` whose bags a HEAD shows as recorded; the others are
+        no longer safe."""
+        if not names:
+            return set()
+        catalog = self.opened.catalog
+        blobs = catalog.blobs()
+        bags = {b.key: b for b in catalog.bags()}
+        remote = Remote(self.opened.settings.archive)
+        good = set()
+        for key in sorted({blobs[n].bag for n in names if n in blobs}):
+            head = remote.head(key)
+            bag = bags[key]
+            ok = head is not None and head["ContentLength"] == bag.size and \
+                head.get("StorageClass", "STANDARD") == bag.storage_class and \
+                (head.get("ChecksumSHA256") or bag.checksum).split("-")[0] == \
+                bag.checksum.split("-")[0]
+            if ok:
+                good |= {n for n in names if n in blobs and blobs[n].bag == key}
+            else:
+                self.problems.append(f"bag {remote.relative(key)} is not as recorded in the "
+                                     "bucket, so the levels it holds were kept")
+        confirmed = set(names) & good
+        if self.safe is not None:
+            self.safe -= set(names) - confirmed
+        return confirmed

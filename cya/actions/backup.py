@@ -42,7 +42,6 @@ from cya.core import fileindex
 from cya.core.chains import chain_problem
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
-from cya.core.retention import awaiting_archive
 from cya.core.timescale import leaf_for
 from cya.errors import ConfigError, CyaError, Interrupted, TimeWentBackwards, UsageError
 from cya.fsutil import atomic_write, crash_point, fsync_dir, remove_tree
@@ -149,11 +148,16 @@ def run(settings: Settings, request: BackupRequest) -> BackupResult:
                                    "full there; run: cya check")
         _backup(opened, placement, passphrase, sources, result)
         opened.rescan()
+        guard = None
         if request.archive and settings.archive.enabled:
-            result.archive = _archive(opened, result, request.progress)
+            result.archive = _archive(opened, request.now, result, request.progress)
+            guard = _guard(opened, result.archive)
         if request.trim:
             result.trim = _kept_despite(result, placement.time, "trimming",
-                                        lambda: trim_opened(opened, request.now, dry_run=False))
+                                        lambda: trim_opened(opened, request.now, dry_run=False,
+                                                            guard=guard))
+            if result.trim is not None:
+                result.warnings += result.trim.warnings
         if result.unreadable:
             shown = ", ".join(fileindex.shown(p) for p in result.unreadable[:3])
             more = f" and {len(result.unreadable) - 3} more" if len(result.unreadable) > 3 else ""
@@ -227,15 +231,30 @@ def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
     result.unreadable = journal.unreadable or []
 
 
-def _archive(opened: OpenTree, result: BackupResult,
+def _archive(opened: OpenTree, now: datetime, result: BackupResult,
              progress: Callable[[str], None] | None) -> ArchiveResult | None:
-    """Archive what awaits the archive, if anything does (boto3 is loaded only then)."""
-    if not awaiting_archive(opened.view, opened.catalog.archived_year_paths()):
-        return None
+    """Put what is due off-site; a failure is a warning (the backup stays). When the
+    bucket lost something the tree no longer holds, that is a warning too."""
     from cya.actions.archive import archive_opened
 
-    return _kept_despite(result, result.placement.time, "archiving", lambda: archive_opened(
-        opened, dry_run=False, progress=progress))
+    archived = _kept_despite(result, result.placement.time, "archiving",
+                             lambda: archive_opened(opened, now, dry_run=False,
+                                                    progress=progress))
+    if archived is not None and archived.lost_backups:
+        result.warnings.append(
+            f"the archive is damaged: the bucket lost {len(archived.lost)} bag(s) and can no "
+            f"longer restore {', '.join(archived.lost_backups[:5])}"
+            + (" and more" if len(archived.lost_backups) > 5 else "")
+            + "; run: cya archive verify")
+    return archived
+
+
+def _guard(opened: OpenTree, archived: ArchiveResult | None):
+    """What the trim may let go of: what the archive step saw in the bucket (nothing
+    when it failed: the tree keeps what the bucket was not seen to hold)."""
+    from cya.actions.archive import Guard
+
+    return Guard(opened, archived.safe if archived is not None else ())
 
 
 def _kept_despite(result: BackupResult, time: datetime, doing: str, step: Callable[[], T]

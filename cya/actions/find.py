@@ -20,19 +20,49 @@ from cya.opentree import open_tree
 class Found:
     backup: Restorable
     matches: tuple[fileindex.Entry, ...]
+    archive_cost: float | None = None  # only the archive holds it: about this to restore
 
     def as_json(self) -> dict:
         return {"backup": format_time(self.backup.time), "level": str(self.backup.level),
+                "archive_only": self.archive_cost is not None,
+                "archive_cost_usd": (round(self.archive_cost, 2)
+                                     if self.archive_cost is not None else None),
                 "matches": [e.as_json() for e in self.matches]}
 
 
 def run(settings: Settings, pattern: str) -> list[Found]:
+    """Every restorable backup holding a path that matches ``pattern``, the tree's first,
+    then those only the archive holds (from their encrypted indexes: nothing is
+    thawed)."""
     keep = fileindex.matcher(pattern)
     found = []
-    with open_tree(settings, write=False, locked=False) as opened:
-        lister = FileLister(opened.tree, opened.catalog, settings, keep)
-        for backup in restorable(opened.view):
+    with open_tree(settings, write=False, locked=False) as opened, \
+            FileLister(opened.tree, opened.catalog, settings, keep) as lister:
+        in_tree = restorable(opened.view)
+        for backup in in_tree:
             files, _ = lister.files(backup)
             if files:
                 found.append(Found(backup, tuple(files[p] for p in sorted(files))))
+        for backup in archive_only(opened, {b.time for b in in_tree}):
+            files, _ = lister.files(backup, archived=True)
+            if files:
+                found.append(Found(backup, tuple(files[p] for p in sorted(files)),
+                                   restore_cost(opened, backup)))
     return found
+
+
+def archive_only(opened, in_tree) -> list[Restorable]:
+    """Backups only the archive holds, oldest first."""
+    if not opened.settings.archive.enabled or not opened.catalog.points():
+        return []
+    from cya.archive.retrieve import archived_view
+
+    return [backup for backup in restorable(archived_view(opened.catalog))
+            if backup.time not in in_tree]
+
+
+def restore_cost(opened, backup: Restorable) -> float:
+    """About what restoring an archived backup costs (bulk retrieval)."""
+    from cya.archive.retrieve import plan_fetch
+
+    return plan_fetch(opened.catalog, backup, "bulk").estimate.dollars

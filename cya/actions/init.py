@@ -275,5 +275,7 @@ bag_size = "40GB"
 min_age_days = 180
 auto = true
 keep_years = 0                    # archived years kept remotely; 0 = all
+cadence = "backup"                # backup | week | month | year: how soon files go off-site
+prune = true                      # remote retention after every archive run
 """
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from cya.actions.find import archive_only, restore_cost
 from cya.browse import FileLister
 from cya.clock import show_time
 from cya.config import Settings
 from cya.core import fileindex
 from cya.core.chains import Restorable, choose, restorable
 from cya.core.names import format_time
-from cya.core.retention import awaiting_archive
+from cya.core.retention import eligible
 from cya.core.timescale import Level
 from cya.errors import CyaError
 from cya.opentree import open_tree
@@ -58,17 +59,20 @@ class TreeListing:
 def tree_listing(settings: Settings) -> TreeListing:
     with open_tree(settings, write=False, locked=False) as opened:
         view = opened.view
-        archived = opened.catalog.archived_year_paths()
+        catalog = opened.catalog
+        archived = catalog.archived_year_paths(state="kept")
+        stored = set(catalog.archived_sizes()) | set(catalog.pruned_sizes())
         root = str(opened.tree.root)
-    awaiting = awaiting_archive(view, archived) if settings.archive.enabled else []
+    due = set(eligible(view, settings.archive.cadence)) if settings.archive.enabled else set()
 
     def state(level: Level) -> str | None:
-        for year in level.lineage():
-            if year.relpath in archived:
-                return "archived"
-            if year in awaiting:
-                return "awaiting"
-        return None
+        """"archived": the bucket holds every file of it; "awaiting": due and not all
+        sent; None: not due yet (or archiving is off)."""
+        if not settings.archive.enabled:
+            return None
+        if view.files.get(level, frozenset()) <= stored:
+            return "archived"
+        return "awaiting" if level in due else None
 
     levels = tuple(
         LevelListing(level, tuple((s.time, s.full) for s in view.backups(level)),
@@ -84,26 +88,39 @@ class FileListing:
     backup: Restorable
     files: tuple[fileindex.Entry, ...]
     from_index: bool
+    archive_cost: float | None = None  # only the archive holds it: about this to restore
 
     def as_json(self) -> dict:
         return {
+            "version": 1,
             "asked": self.asked.isoformat(),
             "backup": format_time(self.backup.time),
             "level": str(self.backup.level),
             "sizes_known": self.from_index,
+            "archive_only": self.archive_cost is not None,
+            "archive_cost_usd": (round(self.archive_cost, 2)
+                                 if self.archive_cost is not None else None),
             "files": [e.as_json() for e in self.files],
         }
 
 
 def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileListing:
-    with open_tree(settings, write=False, locked=False) as opened:
+    """The files of the newest backup at or before ``asked`` (from the archive's
+    encrypted index when only the archive holds it, or holds a nearer one)."""
+    with open_tree(settings, write=False, locked=False) as opened, \
+            FileLister(opened.tree, opened.catalog, settings,
+                       fileindex.under(path or "")) as lister:
         backup = choose(opened.view, asked)
+        cost = None
+        nearer = [b for b in archive_only(opened, ())
+                  if b.time <= asked and (backup is None or b.time > backup.time)]
+        if nearer:
+            backup, cost = nearer[-1], restore_cost(opened, nearer[-1])
         if backup is None:
             raise CyaError(f"no backup at or before {show_time(asked)}",
                            "see what there is with: cya ls")
-        files, from_index = FileLister(opened.tree, opened.catalog, settings,
-                                       fileindex.under(path or "")).files(backup)
+        files, from_index = lister.files(backup, archived=cost is not None)
     if path and not files:
         raise CyaError(f"{path} is not in the backup of {show_time(backup.time)}",
                        "list the whole backup with: cya ls --date D")
-    return FileListing(asked, backup, tuple(files[p] for p in sorted(files)), from_index)
+    return FileListing(asked, backup, tuple(files[p] for p in sorted(files)), from_index, cost)

@@ -1,15 +1,18 @@
 """``cya recover --bucket B --tree DIR``: after losing the machine, rebuild the config
 and the catalog from the bucket, so ``restore --from-archive`` works again.
 
-What the bucket holds (DESIGN.md 4): ``system/config.toml`` and
-``system/catalog.sqlite`` (a copy after every archive run, without the file index),
-a manifest per bag and an index per archived year. The catalog copy is the start;
-any year whose index is in the bucket but not in that copy (an archive run that
-died before its system copy) is added from its index and its bags' manifests, so
-every archived year is found even when the copy is missing altogether.
+What the bucket holds (DESIGN.md 4): ``system/setup.json`` (how the tree is
+encrypted), ``system/config.toml.gpg`` (the config, encrypted: it names the sources;
+older archives have it plain), ``system/catalog.sqlite`` (a copy after every archive
+run, without the file index), a manifest per bag, a record per archived backup and
+per finished year. The catalog copy is the start; any backup or year whose record is
+in the bucket but not in that copy (a run that died before its system copy) is added
+from its record and its bags' manifests, so everything archived is found even when
+the copy is missing altogether. Every record is checked before use (cya/archive/
+records.py): a damaged or crafted one is reported and left out, never followed.
 
 Nothing is written until the bucket was read: the config (0600) last, so a failed
-recover leaves no config pointing at a half-made tree.
+recover leaves no config pointing at a half-made tree, and no half-made tree.
 """
 
 from __future__ import annotations
@@ -20,11 +23,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cya.archive import layout
+from cya.archive.records import BackupPoint, BagManifest, RecordError, YearPoint
 from cya.archive.s3 import Remote
-from cya.catalog import BagRecord, BlobRecord, Catalog, YearRecord
-from cya.config import Archive, absolute, load, toml_string
+from cya.catalog import BagRecord, BlobRecord, Catalog, PointRecord, YearRecord
+from cya.config import (
+    ENCRYPTION_MODES,
+    Archive,
+    Encryption,
+    Settings,
+    absolute,
+    load,
+    read_passphrase,
+    toml_string,
+)
 from cya.errors import ArchiveError, UsageError
 from cya.fsutil import atomic_write, make_private_dir, remove_tree
+from cya.gpg import Gpg
 from cya.tree import Tree
 
 
@@ -47,6 +61,7 @@ class RecoverResult:
     years: list[str]
     from_copy: bool  # the catalog copy in system/ was found
     added_from_indexes: list[str] = field(default_factory=list)
+    backups: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -62,12 +77,7 @@ def run(request: RecoverRequest) -> RecoverResult:
                       endpoint_url=request.endpoint_url, region=request.region)
     remote = Remote(archive)
     remote.check_bucket()
-    config_key = remote.key(layout.SYSTEM_CONFIG_KEY)
-    old_config = remote.get_bytes(config_key)
-    if old_config is None:
-        raise ArchiveError(f"no cya archive in bucket {request.bucket} under prefix "
-                           f"{request.prefix or '(none)'}: {config_key} is missing",
-                           "check --bucket and --prefix")
+    config_key, old_config = _config_copy(remote, request)
     settings_text = _rewrite(_decode_config(old_config, config_key), request, tree.root)
     catalog_copy = remote.get_bytes(remote.key(layout.SYSTEM_CATALOG))
     made = not tree.root.exists()
@@ -80,14 +90,9 @@ def run(request: RecoverRequest) -> RecoverResult:
         else:
             catalog = Catalog.create(tree.catalog_path)
         with catalog:
-            known = {y.year for y in catalog.archived_years()}
-            for key in sorted(remote.list_keys(remote.key(layout.YEARS))):
-                index = remote.get_json(key)
-                if not isinstance(index, dict) or index.get("year") in known:
-                    continue
-                _add_year(catalog, remote, key, index)
-                result.added_from_indexes.append(index["year"])
+            _add_records(catalog, remote, result)
             result.years = [y.year for y in catalog.archived_years()]
+            result.backups = [p.time for p in catalog.points()]
     except BaseException:
         # so that recover can simply run again
         remove_tree(tree.root if made else tree.state)
@@ -115,24 +120,89 @@ def _decode_config(data: bytes, key: str) -> str:
     return text
 
 
-def _add_year(catalog: Catalog, remote: Remote, index_key: str, index: dict) -> None:
-    """Record a year (and any bag of it the catalog lacks) from its index and manifests."""
+def _config_copy(remote: Remote, request: RecoverRequest) -> tuple[str, bytes]:
+    """The config copy's key and text (decrypted as ``system/setup.json`` says). Raise
+    ArchiveError/UsageError saying what is missing."""
+    setup = remote.get_json(remote.key(layout.SYSTEM_SETUP))
+    if not isinstance(setup, dict):
+        key = remote.key(layout.SYSTEM_CONFIG_PLAIN)  # an archive from before encryption
+        data = remote.get_bytes(key)
+        if data is None:
+            raise ArchiveError(f"no cya archive in bucket {request.bucket} under prefix "
+                               f"{request.prefix or '(none)'}: {remote.key(layout.SYSTEM_SETUP)}"
+                               " is missing", "check --bucket and --prefix")
+        return key, data
+    mode = setup.get("encryption")
+    if mode not in ENCRYPTION_MODES:
+        raise ArchiveError(f"{remote.key(layout.SYSTEM_SETUP)} names no known encryption",
+                           "the object is damaged")
+    passphrase_file = absolute(request.passphrase_file) if request.passphrase_file else None
+    if mode == "passphrase" and passphrase_file is None:
+        raise UsageError("the archive is encrypted with a passphrase",
+                         "give your copy of it: --passphrase-file FILE")
+    settings = Settings(config_path=request.config_path, tree=request.tree, sources=(),
+                        encryption=Encryption(mode, passphrase_file,
+                                              str(setup.get("gpg_key") or "")))
+    key = remote.key(layout.SYSTEM_CONFIG_KEY)
+    data = remote.get_bytes(key)
+    if data is None:
+        raise ArchiveError(f"{key} is missing from the bucket",
+                           "recover with a config you kept: write it, then run "
+                           "cya init --adopt")
+    with Gpg(settings, read_passphrase(settings)) as gpg:
+        return key, gpg.decrypt(data)
+
+
+def _add_records(catalog: Catalog, remote: Remote, result: RecoverResult) -> None:
+    """Add every year and backup record the catalog copy lacks (checked; a bad one is a
+    warning and is left out)."""
+    years = {y.year for y in catalog.archived_years(state=None)}
+    for key in sorted(remote.list_keys(remote.key(layout.YEARS))):
+        try:
+            point = YearPoint.parse(remote.get_json(key), key)
+            if point.year in years:
+                continue
+            _add_bags(catalog, remote, {f.bag for f in point.files.values()})
+            files = {path: stored.name for path, stored in point.files.items()}
+            catalog.record_year(YearRecord(point.year, key, len(files), 0, point.archived_at),
+                                files)
+            result.added_from_indexes.append(point.year)
+        except ArchiveError as error:
+            result.warnings.append(f"left out: {error.message}")
+    known = {p.time for p in catalog.points(state=None)}
+    for key in sorted(remote.list_keys(remote.key(layout.BACKUPS))):
+        try:
+            backup = BackupPoint.parse(remote.get_json(key), key)
+            if backup.time in known:
+                continue
+            _add_bags(catalog, remote, {f.bag for f in backup.chain})
+            catalog.record_point(PointRecord(backup.time, backup.level, key, backup.index,
+                                             backup.archived_at, "kept",
+                                             tuple(sorted(f.name for f in backup.chain))))
+        except ArchiveError as error:
+            result.warnings.append(f"left out: {error.message}")
+
+
+def _add_bags(catalog: Catalog, remote: Remote, keys: set[str]) -> None:
+    """Record the bags among ``keys`` the catalog lacks, from their manifests (checked).
+    Raise ArchiveError (RecordError) if one is missing or damaged."""
     have = {b.key for b in catalog.bags()}
-    for bag_key in sorted({entry["bag"] for entry in index["files"].values()} - have):
+    for bag_key in sorted(keys - have):
         manifest_key = remote.key(layout.manifest_of(remote.relative(bag_key)))
-        manifest = remote.get_json(manifest_key)
-        if not isinstance(manifest, dict):
+        data = remote.get_json(manifest_key)
+        if data is None:
             raise ArchiveError(f"the manifest of {bag_key} is missing",
                                "run: cya archive verify on a machine with the tree")
+        manifest = BagManifest.parse(data, manifest_key)
+        if manifest.bag != bag_key:
+            raise RecordError(f"{manifest_key} describes {manifest.bag}, not {bag_key}",
+                              "the record is damaged or crafted; it was not used")
         catalog.record_bag(
-            BagRecord(bag_key, manifest["year"], manifest["digest"], manifest["size"],
-                      manifest["parts"], manifest["checksum"], manifest["storage_class"],
-                      manifest_key, manifest["uploaded_at"]),
-            [BlobRecord(m["path"].rsplit("/", 1)[1], m["sha256"], m["size"], bag_key,
-                        m["offset"], m["path"]) for m in manifest["members"]])
-    files = {path: entry["name"] for path, entry in index["files"].items()}
-    catalog.record_year(YearRecord(index["year"], index_key, len(files), 0,
-                                   index.get("archived_at", "")), files)
+            BagRecord(bag_key, manifest.group, manifest.digest, manifest.size,
+                      manifest.parts, manifest.checksum, manifest.storage_class,
+                      manifest_key, manifest.uploaded_at),
+            [BlobRecord(m.name, m.sha256, m.size, bag_key, m.offset, m.path)
+             for m in manifest.members])
 
 
 def _rewrite(text: str, request: RecoverRequest, tree: Path) -> str:

@@ -54,6 +54,7 @@ class RestoreRequest:
     tier: str = "bulk"
     wait: bool = False
     dry_run: bool = False
+    max_cost: float | None = None  # refuse a thaw whose estimate is dearer (USD)
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,10 @@ def _plan(opened: OpenTree, request: RestoreRequest) -> RestorePlan:
     asked = request.asked
     relative = backup_path(request.path, opened) if request.path else None
     archived_backup = None
+    archived = bool(catalog.points() or catalog.archived_years())
     if request.from_archive:
-        if not catalog.archived_year_paths():
-            raise CyaError("the archive holds no year yet",
+        if not archived:
+            raise CyaError("the archive holds no backup yet",
                            "restore from the tree without --from-archive")
         from cya.archive.retrieve import archived_view, plan_fetch
 
@@ -158,10 +160,16 @@ def _plan(opened: OpenTree, request: RestoreRequest) -> RestorePlan:
         backup = _choose(view, asked, "the archive")
         fetch = plan_fetch(catalog, backup, request.tier)
         to_read = fetch.fetch_bytes
+        dollars = fetch.estimate.dollars
+        if request.max_cost is not None and dollars > request.max_cost:
+            raise UsageError(f"restoring {show_time(backup.time)} from the archive would cost "
+                             f"about ${dollars:.2f}, more than --max-cost "
+                             f"{request.max_cost:.2f}", "nothing was asked of S3; raise "
+                             "--max-cost, or choose --tier bulk or a date the tree holds")
     else:
         view = opened.view
         fetch = None
-        if catalog.archived_year_paths():
+        if archived:
             from cya.archive.retrieve import archived_view
 
             archived_backup = choose(archived_view(catalog), asked)
@@ -228,18 +236,19 @@ def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
     passphrase = read_passphrase(settings)
     target = the_plan.target
     run_record = Run.current()
-    with open_tree(settings, write=False, record=the_plan.fetch is not None) as opened:
+    archived = the_plan.fetch is not None
+    # from the archive, the tree is not read: no lock, so a thaw of hours or days never
+    # holds up the daily backup
+    with open_tree(settings, write=False, locked=not archived, record=archived) as opened:
         source = opened.tree.files_dir(the_plan.backup.level)
-        if the_plan.fetch is None:
+        if not archived:
             _check_sizes(opened, the_plan.backup, source)
         created = _make_target(target)
         staging = run_record.own(target / f".cya-restore-{secrets.token_hex(4)}")
-        fetched = None
         try:
             staging.mkdir(mode=0o700)
-            if the_plan.fetch is not None:
-                fetched = run_record.own(opened.tree.staging / f"fetch-{secrets.token_hex(4)}")
-                source = _from_archive(opened, the_plan, wait, say, fetched)
+            if archived:
+                source = _from_archive(opened, the_plan, wait, say, staging / "fetched")
             restored = staging / "restored"
             out = restored / Path(the_plan.path).name if the_plan.path else restored
             if the_plan.path:
@@ -268,9 +277,6 @@ def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
         finally:
             remove_tree(staging)
             run_record.disown(staging)
-            if fetched is not None:
-                remove_tree(fetched)
-                run_record.disown(fetched)
 
 
 def chain_view(files: Path, backup: Restorable, view: Path) -> Path:

@@ -6,14 +6,15 @@ the lock comes from the kernel (``/proc/locks``), readers included.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cya.catalog import SYSTEM_COPIED
+from cya.catalog import ARCHIVE_DAMAGE, SYSTEM_COPIED
 from cya.config import Settings
 from cya.core.chains import restorable
-from cya.core.names import format_time
-from cya.core.retention import awaiting_archive
+from cya.core.names import format_time, parse_time
+from cya.core.retention import awaiting_archive, eligible
 from cya.lock import lock_holders
 from cya.opentree import open_tree
 
@@ -57,6 +58,32 @@ class Status:
         }
 
 
+def archive_state(opened, last: datetime | None) -> dict:
+    """What the bucket holds compared with the tree: the off-site lag, what is due and
+    not sent, and damage the last archive run found."""
+    catalog = opened.catalog
+    view = opened.view
+    points = catalog.points()
+    newest = parse_time(points[-1].time) if points else None
+    stored = set(catalog.archived_sizes())
+    due = {n for level in eligible(view, opened.settings.archive.cadence)
+           for n in view.files.get(level, ())}
+    return {
+        "cadence": opened.settings.archive.cadence,
+        "archived_backups": len(points),
+        "newest_archived": format_time(newest) if newest else None,
+        "lag_seconds": (int((last - newest).total_seconds()) if last and newest
+                        else None),
+        "files_due_not_archived": len(due - stored - set(catalog.pruned_sizes())),
+        "archived_years": len(catalog.archived_years()),
+        "awaiting_years": [y.relpath for y in awaiting_archive(view,
+                                                              catalog.archived_year_paths())],
+        "damaged": json.loads(catalog.get_meta(ARCHIVE_DAMAGE) or "[]"),
+        "pending_thaws": len(catalog.thaws()),
+        "system_copied_at": catalog.get_meta(SYSTEM_COPIED),
+    }
+
+
 def run(settings: Settings, now: datetime) -> Status:
     with open_tree(settings, write=False, locked=False) as opened:
         view = opened.view
@@ -66,12 +93,7 @@ def run(settings: Settings, now: datetime) -> Status:
         leaf = view.newest_leaf()
         archive = None
         if settings.archive.enabled:
-            catalog = opened.catalog
-            done = catalog.archived_year_paths()
-            archive = {"archived_years": len(done),
-                       "awaiting_years": [y.relpath for y in awaiting_archive(view, done)],
-                       "pending_thaws": len(catalog.thaws()),
-                       "system_copied_at": catalog.get_meta(SYSTEM_COPIED)}
+            archive = archive_state(opened, last)
         holders = lock_holders(tree.lock_path)
         writing = any(h.exclusive for h in holders)
         journal = tree.journal_path.exists()

@@ -17,15 +17,19 @@ place, and step 2 of the next run (trim or backup) finishes the removal.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cya.config import Settings
-from cya.core.retention import TrimPlan, awaiting_archive, plan_trim
+from cya.core.retention import TrimPlan, eligible, plan_trim, unsafe_levels
 from cya.core.timescale import Level, leaf_for
 from cya.core.treeview import TreeView
 from cya.fsutil import crash_point
 from cya.opentree import OpenTree, open_tree
+
+if TYPE_CHECKING:
+    from cya.actions.archive import Guard
 from cya.tree import BackupJournal, bytes_freed, empty_trash, level_of, move_to_trash
 
 
@@ -34,6 +38,7 @@ class TrimResult:
     plan: TrimPlan
     bytes_freed: int
     dry_run: bool
+    warnings: list[str] = field(default_factory=list)  # why something due was kept
 
     def as_json(self) -> dict:
         return {
@@ -51,25 +56,44 @@ def run(settings: Settings, now: datetime, dry_run: bool = False) -> TrimResult:
 
 
 def plan(view: TreeView, settings: Settings, now: datetime,
-         archived: Collection[str] = (), pending: Collection[Level] = ()) -> TrimPlan:
+         safe: Collection[str] | None = None, pending: Collection[Level] = ()) -> TrimPlan:
     """The trim plan for this tree now: what is protected, and what the keep counts say.
-    ``archived``: the year levels (paths) the archive holds already; ``pending``: the
-    leaf and base of a backup still to be finished (kept with their ancestors)."""
+
+    ``safe``: with archiving on, the files the bucket was seen to hold this run (None:
+    not checked, so every level the cadence says is due counts as not archived);
+    ``pending``: the leaf and base of a backup still to be finished (kept with their
+    ancestors)."""
     current = [leaf for leaf in (view.newest_leaf(), leaf_for(now.date(), settings.week_start))
                if leaf is not None and leaf in view.files]
     current += [level for level in pending if level in view.files]
-    awaiting = awaiting_archive(view, archived) if settings.archive.enabled else []
-    return plan_trim(view.levels(), view.chained(), settings.trim.keep_for, current, awaiting)
+    unarchived = (unsafe_levels(view, eligible(view, settings.archive.cadence), safe or ())
+                  if settings.archive.enabled else [])
+    return plan_trim(view.levels(), view.chained(), settings.trim.keep_for, current, unarchived)
 
 
-def trim_opened(opened: OpenTree, now: datetime, dry_run: bool) -> TrimResult:
-    """Plan and (unless ``dry_run``) apply a trim on an opened tree."""
+def trim_opened(opened: OpenTree, now: datetime, dry_run: bool,
+                guard: Guard | None = None) -> TrimResult:
+    """Plan and (unless ``dry_run``) apply a trim on an opened tree.
+
+    With archiving on, a level holding files that are due off-site is let go of only
+    when the bucket was seen to hold them this run (``guard``, from the archive step of
+    ``cya backup``; ``cya trim`` lists the bucket itself) and a HEAD confirmed the bags
+    of the files that would leave the tree."""
     tree = opened.tree
     view = opened.view
     journal = BackupJournal.load(tree)
     pending = [level for level in (level_of(journal.leaf), level_of(journal.base))
                if level is not None] if journal is not None else []
-    the_plan = plan(view, opened.settings, now, opened.catalog.archived_year_paths(), pending)
+    archiving = opened.settings.archive.enabled
+    if archiving and guard is None:
+        guard = Guard(opened, opened.catalog.blobs()) if dry_run else Guard.listing(opened)
+    safe = guard.safe if guard is not None else None
+    the_plan = plan(view, opened.settings, now, safe, pending)
+    if archiving and not dry_run and not the_plan.empty:
+        leaving = _last_copies(view, [d.level for d in the_plan.delete])
+        unconfirmed = (leaving & set(safe or ())) - guard.confirm(leaving & set(safe or ()))
+        if unconfirmed:
+            the_plan = plan(view, opened.settings, now, guard.safe, pending)
     doomed = [d.level for d in the_plan.delete]
     freed = bytes_freed(tree, doomed)
     if not dry_run and doomed:
@@ -78,4 +102,14 @@ def trim_opened(opened: OpenTree, now: datetime, dry_run: bool) -> TrimResult:
         crash_point("after-trash-rename")
         empty_trash(tree)
         opened.rescan()
-    return TrimResult(the_plan, freed, dry_run)
+    return TrimResult(the_plan, freed, dry_run, guard.problems if guard is not None else [])
+
+
+def _last_copies(view: TreeView, doomed: list[Level]) -> set[str]:
+    """Names that would be gone from the tree once ``doomed`` (and what is inside) is."""
+    def inside(level: Level) -> bool:
+        return any(level == gone or gone.is_ancestor_of(level) for gone in doomed)
+
+    leaving = {n for level, names in view.files.items() if inside(level) for n in names}
+    staying = {n for level, names in view.files.items() if not inside(level) for n in names}
+    return leaving - staying

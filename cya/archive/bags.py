@@ -1,7 +1,7 @@
 """Bags: a plain POSIX tar of whole duplicity files, written as a stream.
 
 ``tar -x`` on a bag gives back the level paths and duplicity files: the first
-path of a file carries its bytes, every other path of the same file in that year
+path of a file carries its bytes, every other path the file has in the tree now
 is a hard-link member pointing at it. The stream is deterministic (members in
 plan order, owner 0, mode 0600, mtime the backup's time), so the same plan gives
 the same bytes. While writing, each member's data offset, size and SHA-256 are
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from cya.archive.records import Member
 from cya.core.bagging import BagSpec, Blob
 from cya.core.names import parse_name
 
@@ -25,20 +25,6 @@ COPY_BUFFER = 1 << 20
 class Sink(Protocol):
     def write(self, data: bytes) -> int: ...
     def tell(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class Member:
-    path: str  # the tar member carrying the data
-    name: str  # its duplicity name
-    sha256: str
-    offset: int  # of the data in the bag
-    size: int
-    links: tuple[str, ...]  # the other paths of the same file (hard-link members)
-
-    def as_json(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "offset": self.offset,
-                "size": self.size, "links": list(self.links)}
 
 
 class _Hashing:
@@ -89,6 +75,6 @@ def write_bag(bag: BagSpec, root: Path, sink: Sink) -> list[Member]:
                 link.type = tarfile.LNKTYPE
                 link.linkname = first
                 tar.addfile(link)
-            members.append(Member(first, blob.name, reader.hash.hexdigest(), offset,
-                                  blob.size, tuple(others)))
+            members.append(Member(first, reader.hash.hexdigest(), offset, blob.size,
+                                  tuple(others)))
     return members

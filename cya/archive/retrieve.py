@@ -1,10 +1,11 @@
 """Getting a chain back from the archive: thaw exactly the bags it needs, fetch exactly
 the members it needs with ranged GETs, verify every SHA-256.
 
-* What the archive can restore is read from the catalog alone: each archived year
-  is a set of level directories with their duplicity files, the same data a scan
-  of the tree gives (``archived_view``), so choosing the backup and its cheapest
-  level is the same pure code as for the local tree (core.chains).
+* What the archive can restore is read from the catalog alone: every archived backup
+  is a chain of files in one level, every archived year a set of level directories
+  with their files — the same data a scan of the tree gives (``archived_view``), so
+  choosing the backup and its cheapest level is the same pure code as for the local
+  tree (core.chains).
 * A thaw is asked once per bag and remembered in the catalog; a rerun HEADs the
   bags and continues. While any bag is still thawing, the restore stops with
   ThawPending (exit 75) unless ``--wait``.
@@ -39,12 +40,23 @@ POLL_ENV = "CYA_THAW_POLL_SECONDS"  # how often --wait asks (default 15 minutes)
 
 
 def archived_view(catalog: Catalog) -> TreeView:
-    """The archived years as a TreeView: every archived level and its duplicity files."""
+    """What the bucket can restore, as a TreeView: the level of every kept archived
+    backup with its chain's files, and every level of every kept archived year with
+    its files (only files the bucket holds)."""
+    blobs = catalog.blobs()
     files: dict[Level, dict[str, FileInfo]] = {}
+
+    def add(level_path: str, name: str) -> None:
+        if name in blobs:
+            files.setdefault(Level(tuple(level_path.split("/"))), {})[name] = \
+                FileInfo(blobs[name].size, 0, 1)
+
+    for point in catalog.points():
+        for name in point.names:
+            add(point.level, name)
     for path, blob in catalog.archived_files():
         level_path, _, name = path.rpartition("/files/")
-        files.setdefault(Level(tuple(level_path.split("/"))), {})[name] = \
-            FileInfo(blob.size, 0, 1)
+        add(level_path, blob.name)
     return TreeView({level: frozenset(names) for level, names in files.items()}, files)
 
 
@@ -71,9 +83,8 @@ def plan_fetch(catalog: Catalog, backup: Restorable, tier: str,
                prices: Prices | None = None) -> ArchiveFetch:
     """The members and bags the chain of ``backup`` needs, and the cost estimate."""
     level = backup.level.relpath
-    year = Level(backup.level.names[:3]).relpath  # an archived level lies in one year
-    blobs = dict(catalog.archived_files(year))
-    needed = tuple(Needed(f"{level}/files/{name}", blobs[f"{level}/files/{name}"])
+    blobs = catalog.blobs()
+    needed = tuple(Needed(f"{level}/files/{name}", blobs[name])
                    for backup_set in backup.chain for name in backup_set.files)
     keys = {n.blob.bag for n in needed}
     bags = tuple(b for b in catalog.bags() if b.key in keys)
@@ -85,21 +96,20 @@ def plan_fetch(catalog: Catalog, backup: Restorable, tier: str,
 
 def thaw(remote: Remote, catalog: Catalog, fetch: ArchiveFetch, tier: str, wait: bool,
          say: Callable[[str], None]) -> None:
-    """Make every bag of ``fetch`` readable: ask for thaws not yet asked, then return when
-    all are readable. Raise ThawPending while any is thawing (unless ``wait``)."""
+    """Make every bag of ``fetch`` readable: ask for thaws not yet asked (and look again
+    at once: a store that thaws at once, or a bag thawed already, goes straight
+    through), then return when all are readable. Raise ThawPending while any is
+    thawing (unless ``wait``: then ask again every ``$CYA_THAW_POLL_SECONDS``)."""
     poll = float(os.environ.get(POLL_ENV, "900"))
     while True:
         pending = []
         for bag in fetch.bags:
-            head = remote.head(bag.key)
-            if head is None:
-                raise ArchiveError(f"bag {bag.key} is not in the bucket",
-                                   "run: cya archive verify")
-            state = thaw_state(head)
+            state = _state(remote, bag.key)
             if state == "frozen":
                 remote.request_thaw(bag.key, tier, THAW_DAYS)
                 catalog.record_thaw(bag.key, tier, THAW_DAYS, wall_time())
                 say(f"asked S3 to thaw {bag.key} ({tier})")
+                state = _state(remote, bag.key)
             if state != "readable":
                 pending.append(bag.key)
         if not pending:
@@ -112,6 +122,13 @@ def thaw(remote: Remote, catalog: Catalog, fetch: ArchiveFetch, tier: str, wait:
                               "run the same command again later, or add --wait")
         say(f"waiting for {len(pending)} bag(s) to thaw; asking again in {poll:.0f} s")
         time.sleep(poll)
+
+
+def _state(remote: Remote, key: str) -> str:
+    head = remote.head(key)
+    if head is None:
+        raise ArchiveError(f"bag {key} is not in the bucket", "run: cya archive verify")
+    return thaw_state(head)
 
 
 def _ranges(needed: Iterable[Needed]) -> list[list[Needed]]:
@@ -169,8 +186,7 @@ class _Stream:
 def _fetch_run(remote: Remote, run: list[Needed], first: int, end: int, target: Path) -> None:
     key = run[0].blob.bag
     with remote.errors(f"fetch from {key}"):
-        body = remote.client.get_object(Bucket=remote.bucket, Key=key,
-                                        Range=f"bytes={first}-{end - 1}")["Body"]
+        body = remote.get_range(key, first, end)
         try:
             stream = _Stream(body.iter_chunks(CHUNK), first)
             for item in run:

@@ -35,6 +35,7 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
+from cya.archive.layout import PREFIXES
 from cya.config import Archive
 from cya.errors import ArchiveError
 
@@ -206,16 +207,84 @@ class Remote:
                 if error_code(error) != "RestoreAlreadyInProgress":
                     raise
 
-    def abort_stale_uploads(self, key: str) -> int:
-        """Abort multipart uploads of ``key`` left by a run that died; return how many."""
+    def get_range(self, key: str, first: int, end: int):
+        """A streaming body of bytes ``first`` to ``end - 1`` of an object (close it)."""
+        return self.client.get_object(Bucket=self.bucket, Key=key,
+                                      Range=f"bytes={first}-{end - 1}")["Body"]
+
+    def block_public_access(self) -> None:
+        with self.errors("block public access"):
+            self.client.put_public_access_block(
+                Bucket=self.bucket, PublicAccessBlockConfiguration={
+                    "BlockPublicAcls": True, "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+
+    def add_lifecycle_rule(self, rule_id: str, days: int) -> None:
+        """Add (or replace) a rule aborting multipart uploads older than ``days`` under the
+        prefix, keeping the bucket's other rules."""
+        with self.errors("set the lifecycle rule"):
+            try:
+                rules = self.client.get_bucket_lifecycle_configuration(
+                    Bucket=self.bucket)["Rules"]
+            except ClientError as error:
+                if "NoSuchLifecycleConfiguration" not in str(error):
+                    raise
+                rules = []
+            rules = [r for r in rules if r.get("ID") != rule_id]
+            rules.append({"ID": rule_id, "Status": "Enabled",
+                          "Filter": {"Prefix": self.prefix},
+                          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}})
+            self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
+
+    def versioning(self) -> str | None:
+        with self.errors("read versioning"):
+            return self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+
+    def object_lock(self) -> str | None:
+        """The bucket's default object lock ("GOVERNANCE, 30 days"), "enabled" without a
+        default retention, or None when object lock is off."""
+        with self.errors("read the object lock configuration"):
+            try:
+                found = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            except ClientError as error:
+                if "ObjectLockConfigurationNotFound" in str(error) or \
+                        error_code(error) in ("404", "NotImplemented"):
+                    return None
+                raise
+        config = found.get("ObjectLockConfiguration", {})
+        if config.get("ObjectLockEnabled") != "Enabled":
+            return None
+        retention = config.get("Rule", {}).get("DefaultRetention", {})
+        if not retention:
+            return "enabled, no default retention"
+        span = (f"{retention['Days']} days" if "Days" in retention
+                else f"{retention.get('Years')} years")
+        return f"{retention.get('Mode', '?')}, {span}"
+
+    def uploads(self, under: str) -> list[dict]:
+        """Multipart uploads in progress under a key prefix (Key, UploadId, Initiated)."""
+        found: list[dict] = []
+        with self.errors(f"list the uploads in progress under {under or '/'}"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=under)
+            for page in pages:
+                found += page.get("Uploads", [])
+        return found
+
+    def abort_uploads_before(self, under: str, started) -> int:
+        """Abort the uploads under ``under`` begun before ``started``: the caller holds the
+        tree's lock, so no live run of this tree owns them. Return how many."""
         aborted = 0
-        with self.errors(f"list uploads of {key}"):
-            found = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-            for upload in found.get("Uploads", ()):
-                if upload["Key"] == key:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
-                                                       UploadId=upload["UploadId"])
-                    aborted += 1
+        for upload in self.uploads(under):
+            if upload.get("Initiated") is not None and upload["Initiated"] >= started:
+                continue
+            if not any(upload["Key"].startswith(self.key(p)) for p in PREFIXES):
+                continue
+            with self.errors(f"abort an upload of {upload['Key']}"):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                   UploadId=upload["UploadId"])
+            aborted += 1
         return aborted
 
 
@@ -357,7 +426,12 @@ class StreamingUpload:
             if reported and reported.split("-")[0] != expected_checksum.split("-")[0]:
                 problems.append(f"checksum {reported} instead of {expected_checksum}")
         if problems:
-            raise ArchiveError(f"the uploaded {self.key} is wrong: {', '.join(problems)}",
+            fate = "kept (not ours)"
+            if head is not None and head.get("Metadata", {}).get("cya-nonce") == self.nonce:
+                self.remote.delete(self.key)
+                fate = "deleted"
+            raise ArchiveError(f"the uploaded {self.key} is wrong ({', '.join(problems)}) and "
+                               f"was {fate}; nothing was recorded",
                                "run the archive again; the bag will be uploaded anew")
         return Uploaded(self.key, self.position, head.get("ChecksumSHA256") or expected_checksum,
                         len(self.parts))

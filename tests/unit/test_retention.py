@@ -41,27 +41,21 @@ def test_trim_properties(backup_days, keep, keep_week, data):
     broken -= set(newest_leaf.lineage())
     complete = levels - broken
     lineage = set(newest_leaf.lineage())
-    # sometimes a finished year is waiting for the archive
-    years = sorted(level for level in levels if level.kind == "year" and level not in lineage)
-    awaiting = set()
-    if years and data.draw(st.booleans()):
-        awaiting.add(data.draw(st.sampled_from(years)))
-    protected = lineage | awaiting
+    # sometimes some levels hold files the bucket does not hold yet
+    unarchived = data.draw(st.sets(st.sampled_from(sorted(levels)), max_size=4))
+    protected = lineage | {level for held in unarchived for level in held.lineage()}
     keep_for = keep_fn(keep, week=keep_week)
-    plan = plan_trim(levels, complete, keep_for, [newest_leaf], awaiting)
+    plan = plan_trim(levels, complete, keep_for, [newest_leaf], unarchived)
     after = without(levels, plan)
     deleted = {d.level for d in plan.delete}
-    # a protected level (or anything inside a protected year) is never in a plan
+    # a protected level (or one holding a protected level) is never in a plan
     for level in deleted:
         assert level not in protected
-        assert not any(year.is_ancestor_of(level) for year in awaiting)
         assert level in complete, "a level without a complete backup was deleted"
-    # the newest backup's whole lineage is still there: it stays restorable
-    assert set(newest_leaf.lineage()) <= after
+    # the newest backup's whole lineage and every unarchived level are still there
+    assert protected <= after
     # every level keeps at most N complete children beyond protected ones
     for parent in after:
-        if any(year == parent or year.is_ancestor_of(parent) for year in awaiting):
-            continue  # kept whole
         kids = [c for c in after if c.parent == parent and c in complete]
         if kids:
             n = keep_for(kids[0].kind)
@@ -69,7 +63,7 @@ def test_trim_properties(backup_days, keep, keep_week, data):
                                                               for p in protected)]
             assert len(kids) <= max(n, 0) + len(extra)
     # and each kept complete level would be kept again: planning again deletes nothing
-    again = plan_trim(after, complete & after, keep_for, [newest_leaf], awaiting)
+    again = plan_trim(after, complete & after, keep_for, [newest_leaf], unarchived)
     assert again.empty
     # every level is decided at most once
     decided = [d.level for d in plan.delete + plan.keep]
@@ -118,12 +112,20 @@ def test_levels_without_a_complete_backup_do_not_count_and_stay():
     assert "does not count" in reasons[f"{month}/2013-03-24"]
 
 
-def test_a_finished_year_awaiting_the_archive_is_kept_whole():
+def test_levels_holding_files_the_bucket_lacks_are_kept_with_their_ancestors():
     days = [date(2011, 1, 2) + timedelta(weeks=i) for i in range(0, 200, 9)]
     levels = tree_of(days)
     leaf = leaf_for(days[-1])
-    awaiting = lv("2000/2010/2011")
-    plan = plan_trim(levels, levels, keep_fn(), [leaf], [awaiting])
-    assert not any(awaiting == d.level or awaiting.is_ancestor_of(d.level) for d in plan.delete)
-    inside = [d for d in plan.keep if awaiting.is_ancestor_of(d.level)]
-    assert inside and all("not yet archived" in d.reason for d in inside)
+    # a finished year whose files are all still to go off-site: every level of it
+    year = lv("2000/2010/2011")
+    unarchived = [level for level in levels if level == year or year.is_ancestor_of(level)]
+    plan = plan_trim(levels, levels, keep_fn(), [leaf], unarchived)
+    assert not any(year == d.level or year.is_ancestor_of(d.level) for d in plan.delete)
+    inside = [d for d in plan.keep if year == d.level or year.is_ancestor_of(d.level)]
+    assert inside and all("bucket does not hold" in d.reason for d in inside)
+    # one week that is not in the bucket keeps its month and year, nothing more
+    week = max(level for level in levels if level.kind == "week" and level.names[2] == "2012")
+    plan = plan_trim(levels, levels, keep_fn(), [leaf], [week])
+    kept = {d.level for d in plan.keep}
+    assert set(week.lineage()) <= kept
+    assert not any(week == d.level or d.level.is_ancestor_of(week) for d in plan.delete)
