@@ -86,6 +86,8 @@ def trim_opened(opened: OpenTree, now: datetime, dry_run: bool,
                if level is not None] if journal is not None else []
     archiving = opened.settings.archive.enabled
     if archiving and guard is None:
+        from cya.actions.archive import Guard
+
         guard = Guard(opened, opened.catalog.blobs()) if dry_run else Guard.listing(opened)
     safe = guard.safe if guard is not None else None
     the_plan = plan(view, opened.settings, now, safe, pending)
