@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import secrets
+import signal
+import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -14,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+import cya
 from cya import config, execute
 from cya.config import Hooks
 from cya.errors import ConfigError, HookFailed
 from cya.hooks import HookContext, run_hooks
 
 PYTHON = sys.executable
+ROOT = Path(cya.__file__).resolve().parents[1]
 
 
 def context(tmp_path: Path, **changes) -> HookContext:
@@ -253,3 +257,35 @@ def test_a_timeout_must_be_a_fixed_positive_duration(tmp_path, value):
 
 def test_hooks_must_be_a_table(tmp_path):
     assert "hooks: must be a table" in problems(tmp_path, 'hooks = "pg_dump"\n')
+
+
+RUNNER = """
+import sys
+from cya import execute
+marker = sys.argv[1]
+print("started", flush=True)
+try:
+    done = execute.run(["sh", "-c", f"sleep {marker}5 & sleep {marker}6"], timeout=60)
+    print("signalled", done.signalled, flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum, said", [(signal.SIGTERM, f"signalled {int(signal.SIGTERM)}"),
+                                          (signal.SIGINT, "interrupted")])
+def test_a_signal_to_cya_stops_the_hooks_whole_group(signum, said):
+    """A child with a timeout is in a group of its own: cya passes SIGTERM on to the
+    whole group, and on Ctrl-C (SIGINT) stops the group itself."""
+    marker = f"{secrets.randbelow(10**6) + 10**6}"
+    process = subprocess.Popen([PYTHON, "-c", RUNNER, marker], stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert process.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 10
+    while len(processes_with(f"sleep {marker}")) < 2:
+        assert time.monotonic() < deadline, "the hook's processes did not start"
+        time.sleep(0.05)
+    process.send_signal(signum)
+    out, _ = process.communicate(timeout=20)
+    assert out.strip() == said
+    assert processes_with(f"sleep {marker}") == []
