@@ -102,7 +102,7 @@ Subsystem sftp internal-sftp
 LogLevel VERBOSE
 """)
     if os.geteuid() == 0 and not PRIVSEP_DIR.is_dir():
-        PRIVSEP_DIR.mkdir(mode=0o755)
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     process = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(directory / "sshd.log")],
                                stdin=subprocess.DEVNULL)
     server = Sshd(directory, port, getpass.getuser(), user_key, known_hosts, process)
