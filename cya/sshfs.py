@@ -75,6 +75,7 @@ class MountedSources:
 
     mounts: tuple[Mount, ...] = ()
     failed: tuple[MountFailure, ...] = ()
+    base: Path | None = None  # the mount base they are under
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -94,6 +95,15 @@ class MountedSources:
     def local_name(self, remote: str) -> str | None:
         """``me@h:/srv/etc/x`` -> the path under its mount point, or None."""
         return local_name(remote, self.mapping)
+
+    def foreign(self) -> list[Path]:
+        """What else is in the mount base — other live runs' mounts, lock files — for the
+        backup to exclude when a local source holds the base (``/root`` holds
+        ``/root/.local/state/cya/mnt``)."""
+        if self.base is None or not self.base.is_dir():
+            return []
+        own = set(self.paths)
+        return sorted(path for path in self.base.iterdir() if path not in own)
 
     def warnings(self) -> list[str]:
         """One line per source that was not mounted (and so is not in the backup)."""
@@ -126,7 +136,7 @@ def mounted(sources: Sequence[RemoteSource], ssh_options: Sequence[str] = (), *,
             except RemoteUnavailable as error:
                 log.warning("%s", error.one_line())
                 failed.append(MountFailure(source, error))
-        yield MountedSources(tuple(h.mount for h in held), tuple(failed))
+        yield MountedSources(tuple(h.mount for h in held), tuple(failed), base)
     finally:
         for item in reversed(held):
             _unmount(item.mount.path)

@@ -183,10 +183,13 @@ def test_a_killed_runs_mount_is_cleaned_by_the_next_run_and_a_live_one_is_not(
     try:
         # Alive: its mount is never touched, and the same source cannot be mounted twice.
         assert sshfs.clean_stale(base) == []
-        with mount(server, [source], base) as mounts:
-            assert mounts.paths == ()
+        with mount(server, [source, server.source(remote / "sub")], base) as mounts:
+            (own,) = mounts.paths
             (failure,) = mounts.failed
             assert f"mounted by another cya run (pid {holder.pid})" in failure.error.message
+            # what a local source holding the base must not take in: the other run's mount
+            assert point in mounts.foreign() and own not in mounts.foreign()
+            assert all(p.suffix == ".lock" for p in mounts.foreign() if p != point)
         assert sshfs.is_mounted(point)
         assert digests(point) == digests(remote)
         old_daemons = sshfs_daemons(point)
