@@ -130,7 +130,7 @@ def mounted(sources: Sequence[RemoteSource], ssh_options: Sequence[str] = (), *,
     held: list[_Held] = []
     failed: list[MountFailure] = []
     try:
-        for source in sources:
+        for source in dict.fromkeys(sources):  # each source once, in order
             try:
                 held.append(_mount(source, base, ssh_options, ssh_config))
             except RemoteUnavailable as error:
@@ -273,6 +273,8 @@ def _mount(source: RemoteSource, base: Path, ssh_options: Sequence[str],
         held.mount = Mount(source, point)
         return held
     except BaseException:
+        if held.mount is None and is_mounted(point):  # interrupted just after mounting
+            _unmount(point)
         held.release()
         raise
 

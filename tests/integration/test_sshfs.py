@@ -127,8 +127,9 @@ def test_names_map_between_the_mount_and_the_remote_spelling(server, base, remot
         assert mounts.local_name(f"{source}/sub/random.bin") == str(inside)
         assert mounts.local_name(source) == str(point)
         assert mounts.local_name(f"{server.user}@otherhost:/x") is None
-    with mount(server, [source], base) as again:
-        assert again.paths == (point,)  # the same path in every run
+    with mount(server, [source, source], base) as again:
+        assert again.paths == (point,)  # the same path in every run, each source once
+        assert again.failed == ()
 
 
 def test_unmounted_after_an_exception_inside(server, base, remote):
