@@ -17,9 +17,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
+from cya.core.dates import parse_duration
+from cya.core.remote import RemoteSource, looks_remote, parse_remote
 from cya.core.retention import CADENCES
 from cya.core.timescale import KINDS, WeekStart
 from cya.errors import ConfigError
@@ -32,6 +35,8 @@ STORAGE_CLASSES = ("DEEP_ARCHIVE", "GLACIER", "GLACIER_IR", "STANDARD_IA", "ONEZ
                    "INTELLIGENT_TIERING", "STANDARD")
 MAX_BAG = 5 * 10**12  # S3's largest object
 TRIMMED_KINDS = KINDS[1:]  # a level of these kinds has siblings that trimming may delete
+HOOK_KINDS = ("before_backup", "after_backup", "on_error", "before_restore", "after_restore")
+_SSH_OPTION = re.compile(r"[A-Za-z][A-Za-z0-9]*\s*(=\s*|\s+)\S.*", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,36 @@ class Archive:
         return bool(self.bucket)
 
 
+Command = tuple[str, ...]  # one argument list: the program, then its arguments
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Commands run around a backup or restore (``cya/hooks.py``), each within ``timeout``."""
+
+    before_backup: tuple[Command, ...] = ()
+    after_backup: tuple[Command, ...] = ()
+    on_error: tuple[Command, ...] = ()
+    before_restore: tuple[Command, ...] = ()
+    after_restore: tuple[Command, ...] = ()
+    timeout: float = 3600.0  # seconds, for each command
+
+    def commands(self, kind: str) -> tuple[Command, ...]:
+        """The commands of one hook kind (one of HOOK_KINDS), in order."""
+        if kind not in HOOK_KINDS:
+            raise ValueError(f"unknown hook kind {kind!r}")
+        return getattr(self, kind)
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    ping_url: str = ""  # Healthchecks convention (cya/monitoring.py); empty: no pings
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.ping_url)
+
+
 @dataclass(frozen=True)
 class Settings:
     config_path: Path
@@ -82,6 +117,10 @@ class Settings:
     encryption: Encryption = Encryption()
     trim: Trim = Trim()
     archive: Archive = Archive()
+    remote_sources: tuple[RemoteSource, ...] = ()  # sources written [user@]host:/path
+    ssh_options: tuple[str, ...] = ()  # "Key=Value", each given to ssh as -o
+    hooks: Hooks = Hooks()
+    monitoring: Monitoring = Monitoring()
 
 
 def user_config_path() -> Path:
@@ -174,13 +213,24 @@ class _Validator:
     def settings(self, raw: dict) -> Settings:
         top = self._table(raw, "", {
             "tree", "sources", "exclude", "week_start", "duplicity_options",
-            "encryption", "trim", "archive",
+            "encryption", "trim", "archive", "ssh_options", "hooks", "monitoring",
         })
         tree = self._path(top, "tree", required=True)
-        sources = tuple(self._path_item(s, f"sources[{i}]")
-                        for i, s in enumerate(self._strings(top, "sources", required=True)))
-        if "sources" in top and not sources and isinstance(top["sources"], list):
+        local, remote = [], []
+        for i, text in enumerate(self._strings(top, "sources", required=True)):
+            if looks_remote(text):
+                try:
+                    remote.append(parse_remote(text))
+                except ValueError as error:
+                    self.problems.append(f"sources[{i}]: {error}")
+            else:
+                local.append(self._path_item(text, f"sources[{i}]"))
+        sources = tuple(local)
+        if "sources" in top and not top["sources"] and isinstance(top["sources"], list):
             self.problems.append("sources: list at least one directory")
+        ssh_options = self._ssh_options(top)
+        hooks = self._hooks(top.get("hooks", {}))
+        monitoring = self._monitoring(top.get("monitoring", {}))
         week_start = self._choice(top, "week_start", [w.value for w in WeekStart], "sunday")
         encryption = self._encryption(top.get("encryption", {}))
         trim = self._trim(top.get("trim", {}))
@@ -202,7 +252,74 @@ class _Validator:
             encryption=encryption,
             trim=trim,
             archive=archive,
+            remote_sources=tuple(remote),
+            ssh_options=ssh_options,
+            hooks=hooks,
+            monitoring=monitoring,
         )
+
+    def _ssh_options(self, top: dict) -> tuple[str, ...]:
+        options = self._strings(top, "ssh_options")
+        for i, option in enumerate(options):
+            if not _SSH_OPTION.fullmatch(option):
+                self.problems.append(f"ssh_options[{i}]: {option!r} is not an ssh option "
+                                     "like \"Port=2222\" or \"IdentityFile=/root/.ssh/backup\"")
+        return tuple(options)
+
+    def _hooks(self, raw: object) -> Hooks:
+        table = self._table(raw, "hooks", {*HOOK_KINDS, "timeout"})
+        commands = {kind: self._commands(table, kind, "hooks.") for kind in HOOK_KINDS}
+        timeout = Hooks().timeout
+        if "timeout" in table:
+            value = table["timeout"]
+            length = parse_duration(value) if isinstance(value, str) else None
+            if length is None or length.total_seconds() <= 0:
+                self.problems.append(f"hooks.timeout: {value!r} is not a duration "
+                                     "like \"1h\", \"30m\" or \"90s\"")
+            else:
+                timeout = length.total_seconds()
+        return Hooks(**commands, timeout=timeout)
+
+    def _commands(self, table: dict, key: str, prefix: str) -> tuple[Command, ...]:
+        """A list of argument lists, each naming a program: ``[["pg_dump", "-f", "x"]]``."""
+        value = table.get(key, [])
+        example = '[["pg_dump", "-f", "/var/backups/db.sql"]]'
+        if not isinstance(value, list):
+            self.problems.append(f"{prefix}{key}: must be a list of argument lists like "
+                                 f"{example}, not {_toml_type(value)}")
+            return ()
+        commands = []
+        for i, command in enumerate(value):
+            where = f"{prefix}{key}[{i}]"
+            if isinstance(command, str):
+                self.problems.append(f"{where}: must be an argument list like {example[1:-1]}, "
+                                     "not a string (for a shell, write [\"sh\", \"-c\", \"...\"])")
+            elif not isinstance(command, list):
+                self.problems.append(f"{where}: must be an argument list, not "
+                                     f"{_toml_type(command)}")
+            elif not command:
+                self.problems.append(f"{where}: is empty; name a program")
+            else:
+                bad = [j for j, arg in enumerate(command) if not isinstance(arg, str)]
+                for j in bad:
+                    self.problems.append(f"{where}[{j}]: must be a string, not "
+                                         f"{_toml_type(command[j])}")
+                if not bad and not command[0]:
+                    self.problems.append(f"{where}[0]: must name a program")
+                elif not bad:
+                    commands.append(tuple(command))
+        return tuple(commands)
+
+    def _monitoring(self, raw: object) -> Monitoring:
+        table = self._table(raw, "monitoring", {"ping_url"})
+        url = self._string(table, "ping_url", "", "monitoring.")
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                self.problems.append(f"monitoring.ping_url: {url!r} is not an http:// or "
+                                     "https:// URL")
+                url = ""
+        return Monitoring(ping_url=url)
 
     def _encryption(self, raw: object) -> Encryption:
         table = self._table(raw, "encryption", {"mode", "passphrase_file", "gpg_key"})

@@ -56,6 +56,14 @@ class Interrupted(CyaError):
     """cya was asked to stop (Ctrl-C, SIGTERM); the message says what was undone."""
 
 
+class HookFailed(CommandFailed):
+    """A hook command exited non-zero, timed out, or could not be started."""
+
+
+class RemoteUnavailable(CyaError):
+    """A ``user@host:/path`` source could not be mounted; the message names the host."""
+
+
 class TreeError(CyaError):
     """The tree on disk is not in a state cya can work with."""
 

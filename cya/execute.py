@@ -78,7 +78,8 @@ def masked(argv: Sequence[str], secrets: Sequence[str]) -> str:
 
 def group_activity(group: int) -> int | None:
     """CPU ticks plus bytes read and written by every process in a process group, or
-    None when the group has no process left."""
+    None when the group has no process left (a zombie, which only waits to be reaped,
+    does not count: a stopped child is a zombie until ``run`` waits for it)."""
     total = 0
     found = False
     for entry in os.scandir("/proc"):
@@ -87,7 +88,8 @@ def group_activity(group: int) -> int | None:
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as handle:
                 fields = handle.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) != group:  # pgrp is the 5th field; 3rd after the name
+            # state is the 3rd field, pgrp the 5th: 1st and 3rd after the name
+            if int(fields[2]) != group or fields[0] == b"Z":
                 continue
             found = True
             total += int(fields[11]) + int(fields[12])  # utime + stime
