@@ -60,3 +60,7 @@ class ThawPending(CyaError):
     """Archived bags are still being thawed; the same command finishes the job later."""
 
     exit_code = EXIT_TEMPFAIL
+
+
+class MetadataError(CyaError):
+    """Recorded metadata that cannot be read, or (when asked to be strict) re-applied."""
