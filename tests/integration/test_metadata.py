@@ -185,6 +185,14 @@ def assert_nothing_failed(report) -> None:
     assert len(report.lines()) == 5
 
 
+@pytest.fixture(autouse=True)
+def remove_restores(ext4):
+    """Each restore holds a 64 MiB file; the 200 MiB image has room for two at a time."""
+    yield
+    for restored in (ext4 / "round-trip").glob("restore-*"):
+        shutil.rmtree(restored)
+
+
 @pytest.fixture(scope="module")
 def round_trip(ext4):
     """A full and an incremental of the source with its metadata, and each one's state."""
