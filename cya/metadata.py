@@ -55,6 +55,9 @@ from cya.core.metadata import (
 from cya.errors import MetadataError
 from cya.fsutil import atomic_write
 
+# Where in a tree the metadata directory lives (the lead's decision: ``TREE/.cya/metadata``,
+# included in every backup); relative, so that a restore finds it at TARGET/TREE/...
+TREE_RELATIVE_DIR = Path(".cya") / "metadata"
 README_FILE = "README.txt"
 README = f"""\
 This directory was written by cya before the backup that holds it: the file
@@ -417,7 +420,7 @@ class _Applier:
     def lstat(self, path: bytes) -> os.stat_result | None:
         try:
             return os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # not in this restore
             return None
 
     # hard links
