@@ -20,17 +20,20 @@ import argparse
 import json
 import os
 import random
+import re
+import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import DUPLICITY, Source, base_env, median, timed
+from benchmarks.common import DUPLICITY, Source, base_env, median
 from cya import metadata
 from cya.core import metadata as formats
 from cya.duplicity import glob_escape
 
 START = 1_700_000_000  # the first backup's time; each later one a day on
+STATISTICS: dict[str, dict] = {}  # the last run's statistics per duplicity target
 
 
 def special(source: Path, seed: int) -> dict:
@@ -94,9 +97,19 @@ def duplicity_run(work: Path, name: str, includes: list[Path], when: int) -> flo
     selection = []
     for path in includes:
         selection += ["--include", glob_escape(str(path))]
-    return timed([DUPLICITY, action, "--no-encryption", "--current-time", str(when),
-                  "--archive-dir", str(work / "dupcache"), "--name", name, *selection,
-                  "--exclude", "**", "/", f"file://{target}"], env=base_env(work))
+    argv = [DUPLICITY, action, "--no-encryption", "--current-time", str(when),
+            "--archive-dir", str(work / "dupcache"), "--name", name, *selection,
+            "--exclude", "**", "/", f"file://{target}"]
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=base_env(work), capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"duplicity exited {done.returncode}: {done.stderr[-2000:]}")
+    # duplicity's own statistics: how many files it looked at and how much it stored
+    for key in ("SourceFiles", "ChangedFiles", "DeltaEntries", "TotalDestinationSizeChange"):
+        found = re.search(rf"^{key} (\d+)", done.stdout, re.MULTILINE)
+        STATISTICS.setdefault(name, {})[key] = int(found.group(1)) if found else None
+    return elapsed
 
 
 def run(work: Path, files: int, pairs: int, seed: int) -> dict:
@@ -122,6 +135,7 @@ def run(work: Path, files: int, pairs: int, seed: int) -> dict:
                           "tools_median": round(median(tools), 3),
                           "stdlib_runs": [round(t, 3) for t in stdlib],
                           "tools_runs": [round(t, 3) for t in tools]}
+    shutil.rmtree(work / "meta-tools")
     full_without = duplicity_run(work, "without", [source.root], START)
     full_record = seconds_of(lambda: metadata.record([source.root], meta))
     full_with = duplicity_run(work, "with", [source.root, meta], START)
@@ -155,6 +169,7 @@ def run(work: Path, files: int, pairs: int, seed: int) -> dict:
         "record_median_s": round(median([r["record_s"] for r in rows]), 2),
         "ratio_median": round(median([r["ratio"] for r in rows]), 3),
     }
+    result["last_incremental_statistics"] = dict(STATISTICS)
     result["benchmark_s"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -162,7 +177,7 @@ def run(work: Path, files: int, pairs: int, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.metadata")
     parser.add_argument("--files", type=int, default=100_000)
-    parser.add_argument("--pairs", type=int, default=4, help="interleaved daily pairs")
+    parser.add_argument("--pairs", type=int, default=6, help="interleaved daily pairs")
     parser.add_argument("--seed", type=int, default=2012)
     parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument("--out", type=Path, help="JSON output file")
