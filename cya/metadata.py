@@ -168,15 +168,9 @@ def _group_id(name: str) -> int:
         raise LookupError(f"no group {name!r} on this system") from None
 
 
-def _read_xattrs(path: bytes, name: bytes, info: os.stat_result, scan: _Scan) -> None:
-    try:
-        attributes = os.listxattr(path, follow_symlinks=False)
-    except OSError as error:
-        if error.errno not in _UNSUPPORTED:
-            scan.unreadable += 1
-        return
-    if not attributes:
-        return
+def _read_xattrs(path: bytes, name: bytes, info: os.stat_result, attributes: list[str],
+                 scan: _Scan) -> None:
+    """Record the ``attributes`` listed for ``path``: its ACLs apart, the other xattrs."""
     access = default = None
     values = []
     for attribute in attributes:
@@ -255,6 +249,7 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
     inodes = scan.inodes
     by_name = attrgetter("name")
     is_dir, is_file, is_link = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
+    listxattr = os.listxattr
     for root in _roots(sources, skipped):
         try:
             stack = [(root, os.lstat(root))]
@@ -267,7 +262,14 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
             mode = info.st_mode
             scan.entries += 1
             if read_xattrs:
-                _read_xattrs(path, name, info, scan)
+                try:
+                    attributes = listxattr(path, follow_symlinks=False)
+                except OSError as error:
+                    attributes = None
+                    if error.errno not in _UNSUPPORTED:
+                        scan.unreadable += 1
+                if attributes:
+                    _read_xattrs(path, name, info, attributes, scan)
             if info.st_mtime_ns % 1_000_000_000 or is_link(mode):
                 times.append(FileTime(name, info.st_mtime_ns))
             if is_file(mode):
