@@ -192,6 +192,7 @@ def _logging(verbosity: int, log_file: str | None) -> None:
     root = logging.getLogger()
     root.handlers = handlers
     root.setLevel(min(h.level for h in handlers))
+    log.setLevel(min(logging.INFO, root.level))  # what a monitoring ping's body quotes
     if verbosity < 2:
         for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -300,24 +301,52 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
 @click.option("--dry-run", is_flag=True, help="Say where the backup would go; change nothing.")
 @click.option("--allow-future", is_flag=True,
               help="Accept a --now later than the clock (no earlier backup can follow it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool,
-           allow_future: bool) -> None:
+           allow_future: bool, as_json: bool) -> None:
     """Make one backup, placed in the timescale tree."""
     from cya.actions import backup as backup_action
+    from cya.monitoring import LogTail, Monitor
 
     settings = obj.settings()
-    result = backup_action.run(settings, backup_action.BackupRequest(
-        now=obj.now, real_now=obj.real_now, dry_run=dry_run,
-        trim=settings.trim.auto and not no_trim,
-        archive=settings.archive.auto and not no_archive, allow_future=allow_future,
-        progress=obj.say if obj.verbosity >= 1 else None))
+    monitor = None if dry_run else Monitor.from_settings(settings.monitoring)
+    tail = LogTail()
+    log.addHandler(tail)
+    try:
+        result = backup_action.run(settings, backup_action.BackupRequest(
+            now=obj.now, real_now=obj.real_now, dry_run=dry_run,
+            trim=settings.trim.auto and not no_trim,
+            archive=settings.archive.auto and not no_archive, allow_future=allow_future,
+            progress=obj.say if obj.verbosity >= 1 and not as_json else None,
+            monitor=monitor))
+    except BaseException as error:
+        if monitor is not None:
+            code = error.exit_code if isinstance(error, CyaError) else EXIT_FAILED
+            report = _report(error)
+            monitor.finish(code, tail.text() + (report[0] if report else ""))
+        raise
+    finally:
+        log.removeHandler(tail)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        _render_backup(obj, result)
+    for warning in result.warnings:
+        click.echo(f"cya: warning: {warning}", err=True)
+    if monitor is not None:
+        monitor.finish(EXIT_FAILED if result.warnings else 0,
+                       tail.text() + "".join(f"warning: {w}\n" for w in result.warnings))
+    if result.warnings:
+        sys.exit(EXIT_FAILED)
+
+
+def _render_backup(obj: Context, result) -> None:
     placement = result.placement
     if result.finished:
         obj.say(result.finished)
-    when = placement.time.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-    verb = "would back up" if dry_run else "backed up"
-    obj.say(f"{verb} {when} into {placement.leaf}: {placement.reason()}")
+    verb = "would back up" if result.dry_run else "backed up"
+    obj.say(f"{verb} {show_time(placement.time)} into {placement.leaf}: {placement.reason()}")
     if len(placement.link_into) > 1:
         obj.say("  in the chains of: " + ", ".join(str(level) for level in placement.link_into))
     stats = result.statistics
@@ -329,10 +358,6 @@ def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool,
         _render_archive(obj, result.archive)
     if result.trim is not None and not result.trim.plan.empty:
         _render_trim(obj, result.trim)
-    for warning in result.warnings:
-        click.echo(f"cya: warning: {warning}", err=True)
-    if result.warnings:
-        sys.exit(EXIT_FAILED)
 
 
 @main.command()
@@ -384,16 +409,21 @@ def _render_trim(obj: Context, result: TrimResult) -> None:
                    "into TARGET.cya-replaced-*, nothing is deleted.")
 @click.option("--max-cost", metavar="USD", type=float,
               help="Refuse a restore from the archive whose estimate is dearer.")
+@click.option("--no-metadata", is_flag=True,
+              help="Do not re-apply hard links, ACLs, xattrs, holes and exact times.")
+@click.option("--strict-metadata", is_flag=True,
+              help="Exit 1 when some of that metadata could not be re-applied.")
 @click.pass_obj
 def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry_run,
-            force, max_cost) -> None:
+            force, max_cost, no_metadata, strict_metadata) -> None:
     """Restore the tree's newest backup at or before a date."""
     from cya.actions import restore as restore_action
 
     settings = obj.settings()
     request = restore_action.RestoreRequest(
         asked=obj.date(date_text), target=config.absolute(target), path=path, force=force,
-        from_archive=from_archive, tier=tier, wait=wait, dry_run=dry_run, max_cost=max_cost)
+        from_archive=from_archive, tier=tier, wait=wait, dry_run=dry_run, max_cost=max_cost,
+        metadata=not no_metadata, strict_metadata=strict_metadata)
     plan = restore_action.plan(settings, request)
     backup = plan.backup
     what = shown(plan.path) if plan.path else "everything"
@@ -411,6 +441,11 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
         return
     result = restore_action.run(settings, plan, wait=wait, say=obj.say)
     obj.say(f"restored into {plan.target}")
+    for line in result.metadata:
+        obj.say(f"  {line}")
+    if result.metadata_failed:
+        click.echo(f"cya: warning: {result.metadata_failed} piece(s) of metadata could not be "
+                   "re-applied (see above); the files themselves are restored", err=True)
     if result.replaced:
         obj.say(f"{result.replaced} entr{'y' if result.replaced == 1 else 'ies'} of "
                 f"{plan.target} replaced; the previous versions are kept in {result.aside}")
