@@ -1,20 +1,25 @@
 """The files in contrib/ work as written: the cron.d file is one cron would read and its
-line is silent exactly when it should be, and systemd accepts the units and rates the
-service's sandbox."""
+line is silent exactly when it should be, systemd accepts the units and rates the
+service's sandbox, and the IAM policies parse and keep the daily credentials small."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = ROOT / "contrib"
 CRON_FILE = CONTRIB / "cron.d" / "cya"
 SERVICE = CONTRIB / "cya-backup.service"
 TIMER = CONTRIB / "cya-backup.timer"
+DAILY = CONTRIB / "iam-policy-daily.json"
+ADMIN = CONTRIB / "iam-policy-admin.json"
 CYA = Path(sys.executable).parent / "cya"
 MAX_EXPOSURE = 4.0
 
@@ -180,3 +185,57 @@ def test_service_sandbox_exposure_is_at_most_four(tmp_path):
                       result.stdout + result.stderr)
     assert found, result.stdout + result.stderr
     assert float(found.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+# ----------------------------------------------------------------------------- IAM
+
+def statements(path: Path) -> list[dict]:
+    policy = json.loads(path.read_text())
+    assert policy["Version"] == "2012-10-17"
+    return policy["Statement"]
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def allowed_actions(path: Path) -> set[str]:
+    return {action for s in statements(path) if s["Effect"] == "Allow"
+            for action in as_list(s["Action"])}
+
+
+@pytest.mark.parametrize("path", [DAILY, ADMIN], ids=["daily", "admin"])
+def test_policy_is_scoped_to_the_bucket_and_the_prefix(path):
+    for statement in statements(path):
+        assert "NotAction" not in statement and "NotResource" not in statement
+        for action in as_list(statement["Action"]):
+            assert action.startswith("s3:") and "*" not in action, action
+        for resource in as_list(statement["Resource"]):
+            assert resource.startswith("arn:aws:s3:::BUCKET"), resource
+            # objects only under the prefix; the bucket itself for bucket-level actions
+            assert resource in ("arn:aws:s3:::BUCKET", "arn:aws:s3:::BUCKET/PREFIX/*"), resource
+    assert not (CONTRIB / "iam-policy.json").exists()
+
+
+def test_daily_policy_can_archive_but_not_delete_or_administer():
+    actions = allowed_actions(DAILY)
+    assert {"s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:AbortMultipartUpload",
+            "s3:ListMultipartUploadParts", "s3:ListBucketMultipartUploads"} <= actions
+    for action in actions:
+        assert not action.startswith("s3:Delete"), action
+        assert not re.fullmatch(r"s3:Put\w*(Configuration|Policy|Acl|Block|Retention|Versioning)"
+                                r"|s3:PutBucket\w*|s3:Bypass\w*|s3:RestoreObject", action), action
+    listing = [s for s in statements(DAILY) if s["Action"] == "s3:ListBucket"]
+    prefixed = [s for s in listing
+                if s.get("Condition", {}).get("StringLike", {}).get("s3:prefix") == ["PREFIX/*"]]
+    assert prefixed, "listing limited to the prefix"
+    for statement in listing:  # no unconditioned listing of the whole bucket
+        assert statement.get("Condition"), statement
+
+
+def test_admin_policy_covers_setup_prune_and_restore():
+    assert {"s3:PutBucketPublicAccessBlock", "s3:GetLifecycleConfiguration",
+            "s3:PutLifecycleConfiguration", "s3:GetBucketVersioning",
+            "s3:GetBucketObjectLockConfiguration", "s3:DeleteObject", "s3:RestoreObject",
+            "s3:GetObject", "s3:ListBucket"} <= allowed_actions(ADMIN)
+    assert "s3:BypassGovernanceRetention" not in allowed_actions(ADMIN)
