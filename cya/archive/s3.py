@@ -74,7 +74,8 @@ def remote_errors(bucket: str, doing: str) -> Iterator[None]:
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             raise ArchiveError(f"access to bucket {bucket} denied ({code}) while trying to "
                                f"{doing}", "check the credentials and the bucket policy "
-                               "(contrib/iam-policy-daily.json)") from None
+                               "(contrib/iam-policy-daily.json; setup, prune and restore: "
+                               "contrib/iam-policy-admin.json)") from None
         raise ArchiveError(f"S3 said {code}: {message} while trying to {doing} "
                            f"(bucket {bucket})", "run again; if it persists, run: "
                            "cya archive verify") from None
