@@ -61,7 +61,7 @@ from cya.core.retention import awaiting_archive, eligible
 from cya.core.timescale import Level
 from cya.core.treeview import TreeView
 from cya.errors import ArchiveError, TreeError, UsageError
-from cya.fsutil import crash_point, remove_tree
+from cya.fsutil import crash_point, remove_tree, require_space
 from cya.gpg import Gpg
 from cya.opentree import OpenTree, open_tree
 from cya.tree import FILES, Tree
@@ -145,6 +145,7 @@ def archive_opened(opened: OpenTree, now: datetime, dry_run: bool,
     tree, catalog, settings = opened.tree, opened.catalog, opened.settings
     say = progress or (lambda text: None)
     if dry_run:
+        require_space(tree.root, "recording what the archive run sends")
         return ArchiveResult(plan(opened.view, catalog, settings), True)
     remote = Remote(settings.archive)
     remote.check_bucket()

@@ -45,7 +45,7 @@ from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
 from cya.core.timescale import leaf_for
 from cya.errors import ConfigError, CyaError, Interrupted, TimeWentBackwards, UsageError
-from cya.fsutil import atomic_write, crash_point, fsync_dir, remove_tree
+from cya.fsutil import atomic_write, crash_point, fsync_dir, remove_tree, require_space
 from cya.hooks import HookContext, run_hooks
 from cya.interrupted import finish, undo
 from cya.opentree import OpenTree, open_tree
@@ -162,10 +162,11 @@ def run(settings: Settings, request: BackupRequest) -> BackupResult:
     what the archive now holds can be trimmed in the same run.
     """
     passphrase, sources = check(settings, request)
-    with open_tree(settings, write=not request.dry_run) as opened:
+    with open_tree(settings, write=not request.dry_run, locked=not request.dry_run) as opened:
         placement = plan(opened, request.now)
         result = BackupResult(placement, request.dry_run, opened.finished)
         if request.dry_run:
+            require_space(opened.tree.root, "the backup")
             return result
         if request.monitor is not None:
             request.monitor.start()
