@@ -43,7 +43,8 @@ from cya.core import fileindex
 from cya.core.chains import chain_problem
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
-from cya.core.timescale import leaf_for
+from cya.core.timescale import Level, leaf_for
+from cya.core.treeview import FileInfo, TreeView
 from cya.errors import ConfigError, CyaError, Interrupted, TimeWentBackwards, UsageError
 from cya.fsutil import atomic_write, crash_point, fsync_dir, remove_tree, require_space
 from cya.hooks import HookContext, run_hooks
@@ -216,7 +217,6 @@ def _backup_and_after(opened: OpenTree, placement: Placement, passphrase: str | 
             raise CyaError("no source could be read: every remote source failed to mount",
                            "check the hosts and ssh_options; nothing was written")
         _backup(opened, placement, passphrase, every, result, mounts.foreign())
-    opened.rescan()
     guard = None
     if request.archive and settings.archive.enabled:
         result.archive = _archive(opened, request.now, result, request.progress)
@@ -295,10 +295,30 @@ def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
         if journal.phase != "captured":
             undo(tree, journal)
         raise _os_error(error, tree) from None
+    added = _added(opened.view, placement, journal, run_dir(tree, journal) / "files")
     finish(tree, opened.catalog, journal, placement)
+    opened.changed(opened.view.with_files(added))
     duplicity.drop_caches(cache)
     result.statistics = journal.statistics or {}
     result.unreadable = journal.unreadable or []
+
+
+def _added(view: TreeView, placement: Placement, journal: BackupJournal, files: Path
+           ) -> dict[Level, dict[str, FileInfo]]:
+    """The files each level gained from a published backup (new levels: the base's files
+    they were seeded with and the new ones), so the tree need not be scanned again."""
+    levels = len(placement.link_into)
+    new = {}
+    for name in journal.new or []:
+        info = os.stat(files / name)
+        new[name] = FileInfo(info.st_size, info.st_ino, levels)
+    seeded = {name: dataclasses.replace(found, links=found.links + len(placement.new_levels))
+              for name, found in view.info.get(placement.base, {}).items()
+              if name in set(journal.seeded or [])} if placement.base else {}
+    added = {level: {**seeded, **new} for level in placement.new_levels}
+    if placement.base is not None:
+        added[placement.base] = new
+    return added
 
 
 def _archive(opened: OpenTree, now: datetime, result: BackupResult,

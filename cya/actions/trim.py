@@ -103,7 +103,7 @@ def trim_opened(opened: OpenTree, now: datetime, dry_run: bool,
             move_to_trash(tree, level)
         crash_point("after-trash-rename")
         empty_trash(tree)
-        opened.rescan()
+        opened.changed(view.without_levels(doomed))
     return TrimResult(the_plan, freed, dry_run, guard.problems if guard is not None else [])
 
 
