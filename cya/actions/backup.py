@@ -39,7 +39,7 @@ from cya import duplicity, metadata, sshfs
 from cya.actions.trim import TrimResult, trim_opened
 from cya.clock import iso, show_time, wall_time
 from cya.config import Settings, read_passphrase
-from cya.core import fileindex
+from cya.core import fileindex, units
 from cya.core.chains import chain_problem
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
@@ -73,6 +73,7 @@ class BackupRequest:
     allow_future: bool = False
     progress: Callable[[str], None] | None = None
     monitor: Monitor | None = None  # pings start once the lock is held
+    live: Callable[[str], None] | None = None  # a status line on a terminal
 
 
 @dataclass
@@ -216,10 +217,10 @@ def _backup_and_after(opened: OpenTree, placement: Placement, passphrase: str | 
         if not every:
             raise CyaError("no source could be read: every remote source failed to mount",
                            "check the hosts and ssh_options; nothing was written")
-        _backup(opened, placement, passphrase, every, result, mounts.foreign())
+        _backup(opened, placement, passphrase, every, result, mounts.foreign(), request.live)
     guard = None
     if request.archive and settings.archive.enabled:
-        result.archive = _archive(opened, request.now, result, request.progress)
+        result.archive = _archive(opened, request.now, result, request.progress, request.live)
         guard = _guard(opened, result.archive)
     if request.trim:
         result.trim = _kept_despite(result, placement.time, "trimming",
@@ -258,7 +259,7 @@ def plan(opened: OpenTree, now: datetime) -> Placement:
 
 def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
             sources: list[tuple[Path, Path]], result: BackupResult,
-            also_never: list[Path]) -> None:
+            also_never: list[Path], live: Callable[[str], None] | None = None) -> None:
     """Steps 3-9 for one placement."""
     tree = opened.tree
     time = placement.time
@@ -276,7 +277,7 @@ def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
     try:
         with duplicity.Duplicity(opened.settings, passphrase) as runner:
             _make(opened, placement, journal, cache, runner, [real for _, real in sources],
-                  also_never)
+                  also_never, live)
     except (Interrupted, KeyboardInterrupt) as error:
         how = (" " + error.message.removeprefix("interrupted ")
                if isinstance(error, Interrupted) else "")
@@ -322,14 +323,15 @@ def _added(view: TreeView, placement: Placement, journal: BackupJournal, files: 
 
 
 def _archive(opened: OpenTree, now: datetime, result: BackupResult,
-             progress: Callable[[str], None] | None) -> ArchiveResult | None:
+             progress: Callable[[str], None] | None,
+             live: Callable[[str], None] | None = None) -> ArchiveResult | None:
     """Put what is due off-site; a failure is a warning (the backup stays). When the
     bucket lost something the tree no longer holds, that is a warning too."""
     from cya.actions.archive import archive_opened
 
     archived = _kept_despite(result, result.placement.time, "archiving",
                              lambda: archive_opened(opened, now, dry_run=False,
-                                                    progress=progress))
+                                                    progress=progress, live=live))
     if archived is not None and archived.lost_backups:
         result.warnings.append(
             f"the archive is damaged: the bucket lost {len(archived.lost)} bag(s) and can no "
@@ -363,7 +365,7 @@ def _kept_despite(result: BackupResult, time: datetime, doing: str, step: Callab
 
 def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
           cache: duplicity.Cache, runner: duplicity.Duplicity, sources: list[Path],
-          also_never: list[Path]) -> None:
+          also_never: list[Path], live: Callable[[str], None] | None = None) -> None:
     """Steps 3-7: journal, seed, duplicity, capture, publish."""
     tree = opened.tree
     journal.save(tree)
@@ -385,8 +387,21 @@ def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
         cache=cache, tempdir=work / "tmp", time=placement.time, never=never, also=[recorded])
     cache.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     duplicity.adopt_cache(cache)
+    seeded = set(journal.seeded)
+
+    def progress(paths: int) -> None:
+        # volumes are written in duplicity's temp dir, then moved into the target
+        written = sum(entry.stat().st_size for entry in os.scandir(files)
+                      if entry.name not in seeded and entry.is_file())
+        written += sum(os.path.getsize(os.path.join(root, name))
+                       for root, _dirs, names in os.walk(work / "tmp") for name in names
+                       if os.path.isfile(os.path.join(root, name)))
+        live(f"backing up: {paths} path(s) added, changed or deleted; "
+             f"{units.size(written)} written")
+
     outcome = runner.run(argv, work / "duplicity.log", doing="back up",
-                         pass_fds=[opened.lock.fd] if opened.lock.fd is not None else [])
+                         pass_fds=[opened.lock.fd] if opened.lock.fd is not None else [],
+                         live=progress if live else None)
     new = capture(files, journal.seeded)
     index = work / INDEX
     ours = fileindex.under(str(recorded.parent))  # cya's own state: not the user's files

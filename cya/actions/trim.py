@@ -42,6 +42,7 @@ class TrimResult:
 
     def as_json(self) -> dict:
         return {
+            "version": 1,
             "dry_run": self.dry_run,
             "bytes_freed": self.bytes_freed,
             "delete": [{"level": str(d.level), "reason": d.reason} for d in self.plan.delete],
