@@ -402,6 +402,16 @@ def _render_backup(obj: Context, result) -> None:
         _render_archive(obj, result.archive)
     if result.trim is not None and not result.trim.plan.empty:
         _render_trim(obj, result.trim)
+    if result.upcoming is not None:
+        _render_upcoming(obj, result.upcoming, "this backup would then trim")
+
+
+def _render_upcoming(obj: Context, plan, what: str) -> None:
+    """What the trim after the next backup deletes (so a dry run shows what is kept)."""
+    if plan.empty:
+        obj.say(f"{what} nothing")
+    for decision in plan.delete:
+        obj.say(f"{what} {decision.level}: {decision.reason}")
 
 
 @main.command()
@@ -418,6 +428,8 @@ def trim(obj: Context, dry_run: bool, as_json: bool) -> None:
         click.echo(json.dumps(result.as_json(), indent=2))
         return
     _render_trim(obj, result)
+    if result.upcoming is not None:
+        _render_upcoming(obj, result.upcoming, "the next backup would trim")
     if obj.verbosity >= 1:
         for decision in result.plan.keep:
             obj.say(f"keep {decision.level}: {decision.reason}")

@@ -43,6 +43,7 @@ from cya.core import fileindex, units
 from cya.core.chains import chain_problem
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
+from cya.core.retention import TrimPlan
 from cya.core.timescale import Level, leaf_for
 from cya.core.treeview import FileInfo, TreeView
 from cya.errors import ConfigError, CyaError, Interrupted, TimeWentBackwards, UsageError
@@ -86,6 +87,7 @@ class BackupResult:
     warnings: list[str] = field(default_factory=list)  # kept backup, but exit 1
     trim: TrimResult | None = None
     archive: ArchiveResult | None = None
+    upcoming: TrimPlan | None = None  # (dry run) what the trim after this backup would do
 
     def as_json(self) -> dict:
         """``cya backup --json``: every time ISO 8601 with its offset."""
@@ -104,6 +106,8 @@ class BackupResult:
             "unreadable": [fileindex.shown(p) for p in self.unreadable],
             "archive": self.archive.as_json() if self.archive is not None else None,
             "trim": self.trim.as_json() if self.trim is not None else None,
+            "would_trim": ([str(d.level) for d in self.upcoming.delete]
+                           if self.upcoming is not None else None),
             "warnings": self.warnings,
         }
 
@@ -169,6 +173,10 @@ def run(settings: Settings, request: BackupRequest) -> BackupResult:
         result = BackupResult(placement, request.dry_run, opened.finished)
         if request.dry_run:
             require_space(opened.tree.root, "the backup")
+            from cya.actions.trim import after_next_backup
+
+            result.upcoming = after_next_backup(opened.view, settings, request.now,
+                                                opened.catalog.blobs())
             return result
         if request.monitor is not None:
             request.monitor.start()
