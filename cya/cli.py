@@ -36,6 +36,7 @@ from cya.core.dates import (
     parse_when,
 )
 from cya.core.fileindex import shown
+from cya.core.remote import looks_remote
 from cya.errors import EXIT_FAILED, CyaError, UsageError, from_os_error
 
 if TYPE_CHECKING:
@@ -312,7 +313,8 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
     absolute = config.absolute
     result = init_action.run(init_action.InitRequest(
         config_path=absolute(config.config_path_for_init(obj.config_file)),
-        sources=tuple(absolute(s) for s in sources),
+        # user@host:/path is a remote source, kept as written
+        sources=tuple(s if looks_remote(str(s)) else absolute(s) for s in sources),
         tree=absolute(tree) if tree is not None else None,
         passphrase_file=passphrase_file,
         gpg_key=gpg_key, no_encryption=no_encryption, bucket=bucket, prefix=prefix,

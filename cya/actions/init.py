@@ -24,6 +24,7 @@ from cya.clock import wall_time
 from cya.config import Settings, absolute, check_private, load, toml_string
 from cya.core.chains import restorable
 from cya.core.names import format_time
+from cya.core.remote import looks_remote, parse_remote
 from cya.errors import CatalogError, UsageError
 from cya.fsutil import atomic_write, fsync_dir, make_private_dir
 from cya.tree import STATE, Tree
@@ -169,6 +170,12 @@ def _check(request: InitRequest) -> list[str]:
     if request.config_path.exists() and not request.force:
         problems.append(f"config {request.config_path} already exists (use --force to replace it)")
     for source in request.sources:
+        if looks_remote(str(source)):
+            try:
+                parse_remote(str(source))
+            except ValueError as error:
+                problems.append(f"source {source}: {error}")
+            continue
         if not source.exists():
             problems.append(f"source {source} does not exist")
         problems += _not_utf8(source, "source")
