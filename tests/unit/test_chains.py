@@ -54,7 +54,7 @@ def removable(spec: SetSpec) -> list[str]:
 
 # --- chain_to -------------------------------------------------------------------------------
 
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(linked_histories())
 def test_every_backup_of_a_linked_history_chains_to_the_full_before_it(specs):
     sets = backup_sets(names_of(specs))
@@ -65,7 +65,7 @@ def test_every_backup_of_a_linked_history_chains_to_the_full_before_it(specs):
         assert chain[0].start == chain[0].time  # a full's one time
 
 
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(linked_histories(min_sets=2), st.data())
 def test_losing_one_file_breaks_exactly_the_chains_that_need_its_set(specs, data):
     sets = backup_sets(names_of(specs))
@@ -79,7 +79,7 @@ def test_losing_one_file_breaks_exactly_the_chains_that_need_its_set(specs, data
             assert chain_to(after, spec.end) == chain_to(sets, spec.end)
 
 
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(linked_histories(min_sets=2), st.data())
 def test_a_lost_set_is_a_gap_that_breaks_every_chain_through_it(specs, data):
     lost = data.draw(st.integers(0, len(specs) - 1), label="lost set")
@@ -93,7 +93,7 @@ def test_a_lost_set_is_a_gap_that_breaks_every_chain_through_it(specs, data):
             assert_linked(chain_to(sets, spec.end), spec.end)
 
 
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(linked_histories(min_sets=2), st.data())
 def test_an_incremental_must_start_exactly_at_a_complete_set(specs, data):
     incrementals = [i for i, spec in enumerate(specs) if not spec.full]
@@ -102,19 +102,19 @@ def test_an_incremental_must_start_exactly_at_a_complete_set(specs, data):
     spec = specs[index]
     shift = data.draw(st.sampled_from([-1, 1]), label="shift")
     start = spec.start + timedelta(seconds=shift)
-    assume(start < spec.end)
+    assume(start < spec.end and start not in {s.end for s in specs})
     relinked = SetSpec(start, spec.end, False, spec.volumes, spec.suffix)
     names = [n for i, s in enumerate(specs) for n in (relinked if i == index else s).names]
     sets = backup_sets(names)
-    # the set it now claims to follow is not there: it and everything after it in its chain
-    # are unrestorable, whatever lies a second away
+    # the set it now claims to follow is not there (though one lies a second away): it and
+    # everything after it in its chain are unrestorable
     assert chain_to(sets, spec.end) == ()
     for later in range(index + 1, len(specs)):
         if specs[index] in chain_of(specs, later):
             assert chain_to(sets, specs[later].end) == ()
 
 
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(linked_histories(), times)
 def test_a_time_with_no_complete_set_has_no_chain(specs, time):
     names = names_of(specs)
@@ -163,7 +163,7 @@ def test_an_incremental_that_starts_at_its_own_time_is_not_restorable_and_does_n
     t0 = datetime(2012, 12, 4, 12, tzinfo=UTC)
     alone = backup_sets(names_of_set(t0, t0, False))
     beside_a_full = backup_sets(names_of_set(t0, t0, True) + names_of_set(t0, t0, False))
-    with time_limit(1):
+    with time_limit(0.5):
         assert chain_to(alone, t0) == ()
         view = TreeView({Level(("2000", "2010")): frozenset(
             names_of_set(t0, t0, True) + names_of_set(t0, t0, False))})
@@ -177,14 +177,14 @@ def newest_full(specs: list[SetSpec]) -> int:
     return max(i for i, spec in enumerate(specs) if spec.full)
 
 
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(linked_histories())
 def test_a_linked_history_may_be_extended(specs):
     assert chain_problem(backup_sets(names_of(specs))) is None
     assert chain_problem([]) is None
 
 
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(linked_histories(), st.data())
 def test_a_damaged_set_in_the_newest_chain_is_named(specs, data):
     damaged = data.draw(st.integers(0, len(specs) - 1), label="damaged set")
@@ -197,7 +197,7 @@ def test_a_damaged_set_in_the_newest_chain_is_named(specs, data):
         assert problem == f"the backup of {format_time(specs[damaged].end)} lacks {missing}"
 
 
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(linked_histories(min_sets=2), st.data())
 def test_a_gap_in_the_newest_chain_is_named(specs, data):
     lost = data.draw(st.integers(0, len(specs) - 1), label="lost set")
@@ -234,7 +234,7 @@ def test_chain_problem_by_hand():
 
 # --- restorable, choose, bytes_to_read over grown trees --------------------------------------
 
-@settings(max_examples=25)
+@settings(max_examples=20)
 @given(backup_moments)
 def test_a_grown_tree_restores_every_backup_once_from_the_finest_level(moments):
     tree = grow(moments)
@@ -251,7 +251,7 @@ def test_a_grown_tree_restores_every_backup_once_from_the_finest_level(moments):
         assert item.volumes == sum(1 for s in item.chain for n in s.files if ".vol" in n)
 
 
-@settings(max_examples=25)
+@settings(max_examples=20)
 @given(backup_moments, st.data())
 def test_losing_a_file_everywhere_makes_exactly_the_backups_that_need_it_unrestorable(
         moments, data):
@@ -270,7 +270,7 @@ def test_losing_a_file_everywhere_makes_exactly_the_backups_that_need_it_unresto
         assert after[time] == before[time]
 
 
-@settings(max_examples=25)
+@settings(max_examples=20)
 @given(backup_moments, st.data())
 def test_a_backup_stays_restorable_while_any_level_holds_its_whole_chain(moments, data):
     tree = grow(moments)
@@ -305,7 +305,7 @@ def independent_levels(draw):
     return tree
 
 
-@settings(max_examples=25)
+@settings(max_examples=20)
 @given(independent_levels())
 def test_each_backup_comes_from_its_shortest_chain_and_the_finest_level_on_a_tie(tree):
     view = view_of(tree)
@@ -339,7 +339,7 @@ def test_shortest_chain_beats_a_finer_level_and_a_tie_goes_to_the_finer():
     assert (by_time[t2].level, by_time[t2].chain_length, by_time[t2].full) == (decade, 1, True)
 
 
-@settings(max_examples=25)
+@settings(max_examples=20)
 @given(backup_moments, st.datetimes(min_value=datetime(1997, 1, 1),
                                     max_value=datetime(2033, 1, 1)))
 def test_choose_gives_the_newest_backup_at_or_before_the_date(moments, when):
@@ -356,7 +356,7 @@ def test_choose_gives_the_newest_backup_at_or_before_the_date(moments, when):
     assert choose(view, choice.time) == choice  # the exact moment counts
 
 
-@settings(max_examples=25)
+@settings(max_examples=20)
 @given(backup_moments)
 def test_bytes_to_read_is_the_size_of_every_file_of_the_chain(moments):
     view = view_of(grow(moments))

@@ -38,6 +38,9 @@ def spelled(parts) -> str:
     return "".join(f"{number}{unit}" for number, unit in parts)
 
 
+few = settings(max_examples=50)
+
+
 # --- parse_when -----------------------------------------------------------------------------
 
 def test_now_is_now():
@@ -76,6 +79,7 @@ def test_an_interval_means_that_long_before_now():
     assert parse_when("1Y", NOW, BERLIN) == datetime(2012, 3, 31, 18, 30, tzinfo=BERLIN)
 
 
+@few
 @given(fixed_parts, nows)
 def test_a_generated_interval_gives_back_its_length(parts, now):
     length = sum((number * FIXED[unit] for number, unit in parts), timedelta())
@@ -84,6 +88,7 @@ def test_a_generated_interval_gives_back_its_length(parts, now):
     assert parse_duration(f" {spelled(parts)} ") == length
 
 
+@few
 @given(any_parts, nows)
 def test_a_generated_calendar_interval_gives_back_its_length(parts, now):
     expected = relativedelta()
@@ -189,6 +194,7 @@ def test_out_of_range_is_the_utc_years_duplicity_can_hold():
     assert out_of_range(datetime(1970, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))))
 
 
+@few
 @given(st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2200, 1, 1),
                     timezones=st.just(UTC)))
 def test_out_of_range_agrees_with_the_years(moment):

@@ -88,7 +88,7 @@ def written(record: LogRecord) -> str:
     return "\n".join([head, *(f". {line}" for line in record.text)]) + "\n\n"
 
 
-@settings(max_examples=50)
+@settings(max_examples=30)
 @given(st.lists(records, max_size=6))
 def test_parse_log_reads_back_what_duplicity_writes(written_records):
     assert parse_log("".join(written(r) for r in written_records)) == written_records
@@ -101,7 +101,7 @@ names = st.one_of(st.binary(min_size=1, max_size=20).map(os.fsdecode),
                   st.text(alphabet="'\"\\\n\t x\x7f\x85é€😀", min_size=1, max_size=10))
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(names)
 @example("it's \"quoted\"")
 @example("new\nline\\n'\\x27")
@@ -115,6 +115,7 @@ def test_unescape_reverses_duplicitys_escape(name):
     assert unescape(f"  {quoted} ") == name
 
 
+@settings(max_examples=50)
 @given(st.binary(min_size=1, max_size=20))
 def test_escaped_bytes_come_back_exactly(raw):
     assert os.fsencode(unescape(escape(raw))) == raw

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cya.core.fileindex import Change, Entry, apply, decode, encode, matcher, shown, under
 
-few = settings(max_examples=40)
+few = settings(max_examples=25)
 
 # --- names ----------------------------------------------------------------------------------
 
@@ -220,7 +220,7 @@ documented_paths = st.lists(st.text(alphabet=documented, min_size=1, max_size=6)
                             min_size=1, max_size=3).map("/".join)
 
 
-@settings(max_examples=100)
+@settings(max_examples=60)
 @given(documented_paths, documented_paths)
 @example("a\\nb", "a\nb")
 @example("\\xe9", "\udce9")

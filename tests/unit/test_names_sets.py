@@ -20,6 +20,7 @@ from cya.core.names import (
 from tests.unit.trees import SetSpec, linked_histories, names_of, names_of_set, suffixes, times
 
 T0 = datetime(2012, 12, 4, 12, tzinfo=UTC)
+few = settings(max_examples=40)
 
 
 @st.composite
@@ -30,6 +31,7 @@ def set_specs(draw):
     return SetSpec(start, end, full, draw(st.integers(1, 5)), draw(suffixes))
 
 
+@few
 @given(set_specs(), st.data())
 def test_a_set_is_complete_exactly_with_manifest_signatures_and_volumes_one_to_n(spec, data):
     kept = data.draw(st.sets(st.sampled_from(spec.names), min_size=1), label="kept files")
@@ -57,6 +59,7 @@ def test_completeness_by_hand():
     assert not backup_sets([zero, signatures, manifest])[0].complete
 
 
+@few
 @given(set_specs())
 def test_a_lone_manifest_is_not_a_backup(spec):
     (found,) = backup_sets([spec.manifest])
@@ -64,6 +67,7 @@ def test_a_lone_manifest_is_not_a_backup(spec):
     assert complete_backup_times([spec.manifest]) == []
 
 
+@few
 @given(linked_histories(), st.data())
 def test_part_files_are_ignored(specs, data):
     names = names_of(specs)
@@ -79,6 +83,7 @@ def test_part_files_are_ignored(specs, data):
     assert backup_sets([n + ".part" for n in last.names]) == []
 
 
+@few
 @given(linked_histories(), st.lists(st.sampled_from(
     ["notes.txt", "duplicity-full.2012.manifest", "files", ".cya", "duplicity-full.manifest",
      "duplicity-inc.20121204T120000Z.manifest", "duplicity-full.20121204T120000Z.manifest~"])))
@@ -88,6 +93,7 @@ def test_names_that_are_not_duplicitys_are_ignored(specs, others):
     assert [s.time for s in backup_sets(names)] == [s.end for s in specs]  # oldest first
 
 
+@few
 @given(linked_histories(), st.randoms(use_true_random=False))
 def test_manifests_come_last(specs, random):
     names = names_of(specs) + ["notes.txt", specs[0].names[0] + ".part"]
@@ -104,6 +110,7 @@ def test_manifests_come_last(specs, random):
 offsets = st.integers(-14 * 60, 14 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
 
 
+@few
 @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2099, 12, 30)), offsets)
 def test_time_stamps_round_trip(moment, zone):
     moment = moment.replace(microsecond=0, tzinfo=zone)
@@ -115,7 +122,7 @@ def test_time_stamps_round_trip(moment, zone):
     assert stamp == moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(st.text(alphabet="0123456789TZ:-x ", min_size=0, max_size=20))
 def test_parse_time_takes_only_stamps(text):
     well_formed = (len(text) == 16 and text[8] == "T" and text[15] == "Z"

@@ -24,7 +24,7 @@ from cya.core.names import format_time
 from cya.core.timescale import Level, leaf_for
 from tests.unit.trees import names_of_set, times
 
-few = settings(max_examples=40)
+few = settings(max_examples=25)
 sha256 = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 sizes = st.integers(0, 2**40)
 days = st.dates(min_value=date(1971, 1, 1), max_value=date(2098, 12, 31))

@@ -25,7 +25,7 @@ from cya.core.timescale import Level, leaf_for
 from cya.core.treeview import TreeView
 from tests.unit.trees import backup_moments, grow, view_of
 
-few = settings(max_examples=30)
+few = settings(max_examples=20)
 
 
 def keep_fn(keep=2, **by_kind):
@@ -46,7 +46,7 @@ def period_ended(kind: str, level: Level, newest: Level) -> bool:
     return int(newest.names[2]) > int(level.names[2])
 
 
-@few
+@settings(max_examples=12)
 @given(backup_moments)
 def test_eligible_levels_per_cadence(moments):
     view = view_of(grow(moments))
@@ -116,7 +116,7 @@ def prune_inputs(draw):
     return points, objects, draw(st.integers(0, 365))
 
 
-@settings(max_examples=60)
+@settings(max_examples=40)
 @given(prune_inputs())
 def test_prune_never_touches_what_a_kept_point_needs_nor_young_deep_archive(inputs):
     points, objects, min_age = inputs

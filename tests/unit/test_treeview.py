@@ -12,7 +12,7 @@ from cya.core.timescale import Level, leaf_for
 from cya.core.treeview import FileInfo, TreeView
 from tests.unit.trees import backup_moments, grow, names_of_set, size_of, view_of
 
-few = settings(max_examples=30)
+few = settings(max_examples=20)
 
 
 @few
