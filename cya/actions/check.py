@@ -236,7 +236,12 @@ def check_opened(opened: OpenTree, request: CheckRequest) -> CheckReport:
     archive_on = opened.settings.archive.enabled
     expected = reference(catalog)
     blobs = catalog.blobs()
+    entered = set(catalog.digests())
     found = inodes(view)
+
+    def when(name: str) -> str:
+        return ("when it entered the tree" if name in entered
+                else "when the bucket took it")
     problems: list[Finding] = []
     warnings: list[Finding] = []
     notes: list[str] = []
@@ -255,8 +260,7 @@ def check_opened(opened: OpenTree, request: CheckRequest) -> CheckReport:
             if item.size == 0:
                 file_problem("empty", item, "is empty (no duplicity file ever is)")
             elif want is not None and item.size != want[0]:
-                file_problem("size", item, f"is {item.size} bytes, {want[0]} when it entered "
-                                           "the tree")
+                file_problem("size", item, f"is {item.size} bytes, {want[0]} {when(name)}")
             held = len(item.levels)
             if item.links > held:
                 warnings.append(Finding(
@@ -310,7 +314,7 @@ def check_opened(opened: OpenTree, request: CheckRequest) -> CheckReport:
             verified += 1
         else:
             file_problem("damaged", item, "is damaged: its SHA-256 differs from the one "
-                         "recorded when it entered the tree")
+                         f"recorded {when(item.name)}")
     if request.progress is not None:
         request.progress(done_files, len(to_read), done_bytes, total)
     if subset is not None and subset.rotating:  # only once the share was read
