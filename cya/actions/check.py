@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import stat
 from collections.abc import Callable
@@ -59,8 +58,6 @@ from cya.core.treeview import TreeView
 from cya.errors import CyaError
 from cya.opentree import OpenTree, open_tree
 from cya.tree import FILES, Tree
-
-log = logging.getLogger("cya")
 
 CHUNK = 1 << 20
 # kinds of problem about one duplicity file: what ``cya repair`` fixes
@@ -176,7 +173,6 @@ class Copy:
     links: int
     levels: list[Level] = field(default_factory=list)
     digest: str | None = None  # SHA-256 when read
-    read_error: str | None = None
 
     def path(self, tree: Tree) -> Path:
         return tree.files_dir(self.levels[0]) / self.name
@@ -233,122 +229,137 @@ def placed(catalog: Catalog) -> dict[datetime, frozenset[Level]]:
 
 def check_opened(opened: OpenTree, request: CheckRequest) -> CheckReport:
     tree, catalog, view = opened.tree, opened.catalog, opened.view
-    archive_on = opened.settings.archive.enabled
     expected = reference(catalog)
-    blobs = catalog.blobs()
-    entered = set(catalog.digests())
     found = inodes(view)
-
-    def when(name: str) -> str:
-        return ("when it entered the tree" if name in entered
-                else "when the bucket took it")
-    problems: list[Finding] = []
-    warnings: list[Finding] = []
-    notes: list[str] = []
-    bad: dict[str, set[int]] = {}  # name -> inodes known damaged
-
-    def file_problem(kind: str, item: Copy, detail: str) -> None:
-        bad.setdefault(item.name, set()).add(item.inode)
-        problems.append(Finding(kind, detail, item.name, _paths(item.levels)))
+    findings = _Findings(set(catalog.digests()))
 
     # 1. sizes (every file) and 2. links
-    by_inode: dict[int, list[Copy]] = {}
-    for name, copies in found.items():
-        for item in copies.values():
-            by_inode.setdefault(item.inode, []).append(item)
-            want = expected.get(name)
-            if item.size == 0:
-                file_problem("empty", item, "is empty (no duplicity file ever is)")
-            elif want is not None and item.size != want[0]:
-                file_problem("size", item, f"is {item.size} bytes, {want[0]} {when(name)}")
-            held = len(item.levels)
-            if item.links > held:
-                warnings.append(Finding(
-                    "links", f"has {item.links} links but the levels hold {held}: a link "
-                    "outside the levels keeps its bytes on disk after they are trimmed",
-                    name, _paths(item.levels)))
-        if len(copies) > 1:
-            where = "; ".join(", ".join(_paths(i.levels)) for i in copies.values())
-            warnings.append(Finding(
-                "copy", f"is {len(copies)} separate files, not one hard-linked file "
-                f"({where}): it takes {len(copies) - 1} extra cop"
-                f"{'y' if len(copies) == 2 else 'ies'} of disk space",
-                name, _paths(sorted(lv for i in copies.values() for lv in i.levels))))
-    for items in by_inode.values():
-        names = sorted({i.name for i in items})
-        if len(names) > 1:
-            problems.append(Finding(
-                "names", "one file carries several names: " + ", ".join(names)
-                + " (each name is a different duplicity file)", names[0],
-                _paths(sorted({lv for i in items for lv in i.levels}))))
-            for item in items:
-                bad.setdefault(item.name, set()).add(item.inode)
+    by_inode = findings.sizes_and_links(found, expected)
 
     # 3. data: each inode read once
     subset = request.subset
     position = int(catalog.get_meta(CHECK_ROTATION) or 0) if subset and subset.rotating else 0
-    to_read, skipped, unverifiable = _choose(found, expected, bad, subset, position)
-    total = sum(i.size for i in to_read)
-    done_files = done_bytes = 0
-    verified = 0
-
-    def advance(count: int) -> None:
-        nonlocal done_bytes
-        done_bytes += count
-        if request.progress is not None:
-            request.progress(done_files, len(to_read), done_bytes, total)
-
-    for item in to_read:
-        try:
-            size, item.digest = digest_of(item.path(tree), advance)
-        except OSError as error:
-            item.read_error = error.strerror or str(error)
-            file_problem("unreadable", item, f"cannot be read ({item.read_error})")
-            done_files += 1
-            continue
-        done_files += 1
-        want = expected.get(item.name)
-        if want is None:
-            continue
-        if (size, item.digest) == want:
-            verified += 1
-        else:
-            file_problem("damaged", item, "is damaged: its SHA-256 differs from the one "
-                         f"recorded {when(item.name)}")
-    if request.progress is not None:
-        request.progress(done_files, len(to_read), done_bytes, total)
+    to_read, skipped, unverifiable = _choose(found, expected, findings.bad, subset, position)
+    read_bytes, verified = findings.read(tree, to_read, expected, request.progress)
     if subset is not None and subset.rotating:  # only once the share was read
-        _remember(catalog, CHECK_ROTATION, str(subset.next_position(position)), notes,
-                  "where the next --read-data-subset run starts")
-    recorded = _record(tree, catalog, found, unverifiable, problems, bad, notes) \
-        if request.record else 0
+        _remember(catalog, CHECK_ROTATION, str(subset.next_position(position)),
+                  findings.notes, "where the next --read-data-subset run starts")
+    recorded = _record(tree, catalog, found, unverifiable, findings) if request.record else 0
 
-    # 4. names that belong in a level and are not there
+    # 4. names that belong in a level and are not there; chains by name; strangers
     for name, lacking in sorted(missing(view, set(expected), placed(catalog)).items()):
-        problems.append(Finding("missing", "is missing", name, _paths(lacking)))
-
-    # chains by name, and what else lies in files/
+        findings.problems.append(Finding("missing", "is missing", name, _paths(lacking)))
     for level in view.levels():
         sets = view.sets(level)
         level_problems = set_problems(sets)
         if level_problems:
-            problems.append(Finding("chain", "; ".join(level_problems), None, (level.relpath,)))
+            findings.problems.append(Finding("chain", "; ".join(level_problems), None,
+                                             (level.relpath,)))
         elif not sets:
-            warnings.append(Finding("empty-level", "holds no backup", None, (level.relpath,)))
-        problems += _unknown(tree, level, view)
+            findings.warnings.append(Finding("empty-level", "holds no backup", None,
+                                             (level.relpath,)))
+        findings.problems += _unknown(tree, level, view)
 
-    problems = [_with_source(f, found, expected, bad, blobs, archive_on, view)
-                for f in problems]
+    blobs = catalog.blobs()
+    problems = [_with_source(f, found, expected, findings.bad, blobs,
+                             opened.settings.archive.enabled, view) for f in findings.problems]
     report = CheckReport(
-        tree=str(tree.root), subset=request.subset.text if request.subset else None,
+        tree=str(tree.root), subset=subset.text if subset else None,
         levels=len(view.files), files=len(found), inodes=len(by_inode),
         bytes=sum(items[0].size for items in by_inode.values()),
-        read_files=done_files, read_bytes=done_bytes, verified=verified,
+        read_files=len(to_read), read_bytes=read_bytes, verified=verified,
         not_verifiable=len(unverifiable) - recorded, skipped=skipped, recorded=recorded,
         problems=tuple(sorted(problems, key=_order)),
-        warnings=tuple(sorted(warnings, key=_order)), notes=tuple(notes))
-    _remember_damage(catalog, report, {i.name for i in to_read}, set(found), notes)
+        warnings=tuple(sorted(findings.warnings, key=_order)), notes=tuple(findings.notes))
+    _remember_damage(catalog, report, {i.name for i in to_read}, set(found), findings.notes)
     return report
+
+
+class _Findings:
+    """What one check found so far, and which copies are known damaged."""
+
+    def __init__(self, entered: set[str]):
+        self.entered = entered  # names whose reference was recorded when they entered
+        self.problems: list[Finding] = []
+        self.warnings: list[Finding] = []
+        self.notes: list[str] = []
+        self.bad: dict[str, set[int]] = {}  # name -> inodes known damaged
+
+    def when(self, name: str) -> str:
+        return "when it entered the tree" if name in self.entered else "when the bucket took it"
+
+    def damaged(self, kind: str, item: Copy, detail: str) -> None:
+        self.bad.setdefault(item.name, set()).add(item.inode)
+        self.problems.append(Finding(kind, detail, item.name, _paths(item.levels)))
+
+    def sizes_and_links(self, found: dict[str, dict[int, Copy]],
+                        expected: dict[str, tuple[int, str]]) -> dict[int, list[Copy]]:
+        """Steps 1 and 2: every copy's size against its reference, copies instead of
+        links, link counts, one inode under two names. Return inode -> its copies."""
+        by_inode: dict[int, list[Copy]] = {}
+        for name, copies in found.items():
+            for item in copies.values():
+                by_inode.setdefault(item.inode, []).append(item)
+                want = expected.get(name)
+                if item.size == 0:
+                    self.damaged("empty", item, "is empty (no duplicity file ever is)")
+                elif want is not None and item.size != want[0]:
+                    self.damaged("size", item,
+                                 f"is {item.size} bytes, {want[0]} {self.when(name)}")
+                held = len(item.levels)
+                if item.links > held:
+                    self.warnings.append(Finding(
+                        "links", f"has {item.links} links but the levels hold {held}: a "
+                        "link outside the levels keeps its bytes on disk after they are "
+                        "trimmed", name, _paths(item.levels)))
+            if len(copies) > 1:
+                where = "; ".join(", ".join(_paths(i.levels)) for i in copies.values())
+                self.warnings.append(Finding(
+                    "copy", f"is {len(copies)} separate files, not one hard-linked file "
+                    f"({where}): it takes {len(copies) - 1} extra cop"
+                    f"{'y' if len(copies) == 2 else 'ies'} of disk space",
+                    name, _paths(sorted(lv for i in copies.values() for lv in i.levels))))
+        for items in by_inode.values():
+            names = sorted({i.name for i in items})
+            if len(names) > 1:
+                self.problems.append(Finding(
+                    "names", "one file carries several names: " + ", ".join(names)
+                    + " (each name is a different duplicity file)", names[0],
+                    _paths(sorted({lv for i in items for lv in i.levels}))))
+                for item in items:
+                    self.bad.setdefault(item.name, set()).add(item.inode)
+        return by_inode
+
+    def read(self, tree: Tree, to_read: list[Copy], expected: dict[str, tuple[int, str]],
+             progress: Progress | None) -> tuple[int, int]:
+        """Step 3: read each copy once and compare; return (bytes read, copies that
+        matched)."""
+        total = sum(i.size for i in to_read)
+        done_files = done_bytes = verified = 0
+
+        def advance(count: int) -> None:
+            nonlocal done_bytes
+            done_bytes += count
+            if progress is not None:
+                progress(done_files, len(to_read), done_bytes, total)
+
+        for item in to_read:
+            try:
+                size, item.digest = digest_of(item.path(tree), advance)
+            except OSError as error:
+                self.damaged("unreadable", item, f"cannot be read ({error.strerror or error})")
+                continue
+            finally:
+                done_files += 1
+            want = expected.get(item.name)
+            if (size, item.digest) == want:
+                verified += 1
+            elif want is not None:
+                self.damaged("damaged", item, "is damaged: its SHA-256 differs from the one "
+                             f"recorded {self.when(item.name)}")
+        if progress is not None:
+            progress(done_files, len(to_read), done_bytes, total)
+        return done_bytes, verified
 
 
 def _choose(found: dict[str, dict[int, Copy]], expected: dict[str, tuple[int, str]],
@@ -370,29 +381,26 @@ def _choose(found: dict[str, dict[int, Copy]], expected: dict[str, tuple[int, st
 
 
 def _record(tree: Tree, catalog: Catalog, found: dict[str, dict[int, Copy]],
-            names: list[str], problems: list[Finding], bad: dict[str, set[int]],
-            notes: list[str]) -> int:
+            names: list[str], findings: _Findings) -> int:
     """--record: hash the files without a reference and record them as they are now
     (when every copy of a name agrees). Return how many were recorded."""
     rows = []
     for name in names:
         digests = set()
         for item in found[name].values():
-            if item.inode in bad.get(name, ()):
+            if item.inode in findings.bad.get(name, ()):
                 break
             try:
                 digests.add(digest_of(item.path(tree)))
             except OSError as error:
-                problems.append(Finding("unreadable", f"cannot be read ({error.strerror})",
-                                        name, _paths(item.levels)))
-                bad.setdefault(name, set()).add(item.inode)
+                findings.damaged("unreadable", item, f"cannot be read ({error.strerror})")
                 break
         else:
             if len(digests) == 1:
                 size, digest = digests.pop()
                 rows.append((name, size, digest))
             else:
-                problems.append(Finding(
+                findings.problems.append(Finding(
                     "damaged", "has copies that differ and no recorded SHA-256 to tell "
                     "which is right", name,
                     _paths(sorted(lv for i in found[name].values() for lv in i.levels))))
@@ -401,7 +409,8 @@ def _record(tree: Tree, catalog: Catalog, found: dict[str, dict[int, Copy]],
     try:
         return catalog.record_digests(rows, wall_time())
     except CyaError as error:
-        notes.append(f"could not record the SHA-256 of {len(rows)} file(s): {error.message}")
+        findings.notes.append(f"could not record the SHA-256 of {len(rows)} file(s): "
+                              f"{error.message}")
         return 0
 
 
