@@ -44,6 +44,7 @@ from pathlib import Path
 from cya.catalog import CHECK_DAMAGE, CHECK_ROTATION, Catalog
 from cya.clock import iso, wall_time
 from cya.config import Settings
+from cya.core import units
 from cya.core.integrity import (
     Subset,
     missing,
@@ -304,8 +305,8 @@ class _Findings:
                 if item.size == 0:
                     self.damaged("empty", item, "is empty (no duplicity file ever is)")
                 elif want is not None and item.size != want[0]:
-                    self.damaged("size", item,
-                                 f"is {item.size} bytes, {want[0]} {self.when(name)}")
+                    self.damaged("size", item, f"is {_sizes(item.size, want[0])} "
+                                               f"{self.when(name)}")
                 held = len(item.levels)
                 if item.links > held:
                     self.warnings.append(Finding(
@@ -500,6 +501,12 @@ def _remember(catalog: Catalog, key: str, value: str | None, notes: list[str],
         catalog.set_meta(key, value)
     except CyaError as error:
         notes.append(f"could not remember {what} in the catalog: {error.message}")
+
+
+def _sizes(now: int, then: int) -> str:
+    """"773 B, 1.5 kB": two sizes as people read them, exact when that alone differs."""
+    shown, was = units.size(now), units.size(then)
+    return f"{now} bytes, {then}" if shown == was else f"{shown}, {was}"
 
 
 def _paths(levels) -> tuple[str, ...]:

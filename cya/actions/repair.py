@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from cya.actions.check import digest_of, inodes, placed, reference
 from cya.catalog import CHECK_DAMAGE, BlobRecord, Catalog
 from cya.config import Settings
+from cya.core import units
 from cya.core.integrity import missing
 from cya.core.names import parse_name
 from cya.core.timescale import Level
@@ -267,7 +268,7 @@ def apply(opened: OpenTree, the_plan: RepairPlan, remote: Remote | None,
 
             assert remote is not None
             received = fetch(remote, the_plan.fetch, staging)
-            say(f"fetched {received} bytes from {len(the_plan.fetch.bags)} bag(s), every "
+            say(f"fetched {units.size(received)} from {len(the_plan.fetch.bags)} bag(s), every "
                 "SHA-256 verified")
             for fix in the_plan.fixes:
                 if fix.source == "bucket":
@@ -284,7 +285,6 @@ def apply(opened: OpenTree, the_plan: RepairPlan, remote: Remote | None,
                 fsync_dir(files)
                 crash_point("repair-linked")
             done.append(fix)
-        opened.rescan()
         return tuple(done)
     finally:
         remove_tree(staging)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cya.core import units
 from tests.helpers import Workspace, clone, restored_source, snapshot, with_backups
 
 DAYS = ["2012-12-04", "2012-12-05", "2012-12-10", "2013-01-08"]
@@ -183,7 +184,8 @@ def test_a_truncated_file_is_found_even_when_the_subset_does_not_read_it(copy):
         assert code == 1
         [problem] = [p for p in report["problems"] if p["kind"] == "size"]
         assert problem["name"] == INC_VOLUME and problem["levels"] == [MONTH, WEEK]
-        assert f"is {size // 2} bytes, {size} when it entered the tree" in problem["detail"]
+        assert f"is {units.size(size // 2)}, {units.size(size)} when it entered the tree" \
+            in problem["detail"]
 
 
 def test_an_empty_file_and_a_stranger_in_files_are_problems(copy):
