@@ -261,6 +261,8 @@ def check_opened(opened: OpenTree, request: CheckRequest) -> CheckReport:
                                              (level.relpath,)))
         findings.problems += _unknown(tree, level, view)
 
+    if subset is not None:
+        _still_damaged(catalog, found, {i.name for i in to_read}, findings)
     blobs = catalog.blobs()
     problems = [_with_source(f, found, expected, findings.bad, blobs,
                              opened.settings.archive.enabled, view) for f in findings.problems]
@@ -272,7 +274,7 @@ def check_opened(opened: OpenTree, request: CheckRequest) -> CheckReport:
         not_verifiable=len(unverifiable) - recorded, skipped=skipped, recorded=recorded,
         problems=tuple(sorted(problems, key=_order)),
         warnings=tuple(sorted(findings.warnings, key=_order)), notes=tuple(findings.notes))
-    _remember_damage(catalog, report, {i.name for i in to_read}, set(found), findings.notes)
+    _remember_damage(catalog, report, findings.notes)
     return report
 
 
@@ -479,18 +481,33 @@ def _replace(finding: Finding, source: str | None, detail: str) -> Finding:
     return dataclasses.replace(finding, source=source, source_detail=detail)
 
 
-def _remember_damage(catalog: Catalog, report: CheckReport, read: set[str],
-                     present: set[str], notes: list[str]) -> None:
-    """Keep the damaged or missing names for ``cya repair``: what this run found, and
-    what an earlier run found that this one did not read again (still in the tree)."""
-    now = {f.name for f in report.problems if f.kind in FILE_KINDS and f.name}
+def _still_damaged(catalog: Catalog, found: dict[str, dict[int, Copy]], read: set[str],
+                   findings: _Findings) -> None:
+    """A subset run does not read every file again: what an earlier check found damaged
+    and this one did not read is still a problem until ``cya repair`` fixes it."""
+    reported = {f.name for f in findings.problems if f.kind in FILE_KINDS}
+    for name in sorted(set(damaged_names(catalog)) - read - reported):
+        if name not in found:
+            continue  # trimmed away since
+        copies = found[name].values()
+        findings.bad.setdefault(name, set()).update(c.inode for c in copies)
+        findings.problems.append(Finding(
+            "damaged", "was found damaged by an earlier cya check (this subset did not read "
+            "it again)", name, _paths(sorted(lv for c in copies for lv in c.levels))))
+
+
+def damaged_names(catalog: Catalog) -> list[str]:
+    """What the last ``cya check`` found damaged or missing (and no repair fixed yet)."""
     try:
-        before = set(json.loads(catalog.get_meta(CHECK_DAMAGE) or "[]"))
+        return sorted(json.loads(catalog.get_meta(CHECK_DAMAGE) or "[]"))
     except ValueError:
-        before = set()
-    kept = {n for n in before - read if n in present} if report.subset else set()
-    keep = sorted(now | kept)
-    if set(keep) != before:
+        return []
+
+
+def _remember_damage(catalog: Catalog, report: CheckReport, notes: list[str]) -> None:
+    """Keep the damaged or missing names for ``cya repair`` (and later subset runs)."""
+    keep = sorted({f.name for f in report.problems if f.kind in FILE_KINDS and f.name})
+    if keep != damaged_names(catalog):
         _remember(catalog, CHECK_DAMAGE, json.dumps(keep) if keep else None, notes,
                   "the damaged files for cya repair")
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cya.actions.check import digest_of, inodes, placed, reference
+from cya.actions.check import damaged_names, digest_of, inodes, placed, reference
 from cya.catalog import CHECK_DAMAGE, BlobRecord, Catalog
 from cya.config import Settings
 from cya.core import units
@@ -159,14 +159,6 @@ def run(settings: Settings, request: RepairRequest,
     final = RepairPlan(again.fixes, the_plan.fine + again.fine,
                        the_plan.impossible + again.impossible, again.fetch, request.tier)
     return RepairResult(final, repaired, False, tuple(names))
-
-
-def damaged_names(catalog: Catalog) -> list[str]:
-    """What the last ``cya check`` found damaged or missing (and no repair fixed yet)."""
-    try:
-        return sorted(json.loads(catalog.get_meta(CHECK_DAMAGE) or "[]"))
-    except ValueError:
-        return []
 
 
 def plan(opened: OpenTree, names: list[str], tier: str) -> RepairPlan:
