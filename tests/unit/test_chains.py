@@ -7,7 +7,6 @@ import signal
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -157,8 +156,6 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.xfail(strict=True, reason="parse_name accepts an incremental whose start equals "
-                   "its end; chain_to then follows the set to itself forever")
 def test_an_incremental_that_starts_at_its_own_time_is_not_restorable_and_does_not_hang():
     t0 = datetime(2012, 12, 4, 12, tzinfo=UTC)
     alone = backup_sets(names_of_set(t0, t0, False))

@@ -160,15 +160,6 @@ def test_file_changes_reads_only_change_records():
                                                       ("D", "\udcff but in the log? no: read")]
 
 
-@pytest.mark.xfail(strict=True, reason="a name that is not UTF-8 and holds a line break is "
-                   "printed on two console lines: file_changes records the first line as the "
-                   "whole name, or (when the first line is UTF-8) loses the change")
-def test_a_name_not_utf8_with_a_line_break_is_recorded_whole():
-    printed = b"A caf\xe9\nline.txt\nM new\n\xe9.txt\n"  # as duplicity prints them
-    assert file_changes(Outcome([], printed)) == [("A", "caf\udce9\nline.txt"),
-                                                  ("M", "new\n\udce9.txt")]
-
-
 # --- statistics, unreadable and listed files ------------------------------------------------
 
 def test_statistics_of_real_backups():
@@ -192,10 +183,6 @@ def test_an_unreadable_file_is_named():
     assert unreadable_files(parse_log(real("duplicity-incremental.log"))) == []
 
 
-@pytest.mark.xfail(strict=True, reason="duplicity names an unreadable file by its absolute path "
-                   "('/tmp/...'), every change by a path relative to / ('tmp/...'): "
-                   "unreadable_files passes the absolute one on, and backup shows it with "
-                   "fileindex.shown as '//tmp/...'")
 def test_unreadable_files_are_relative_to_the_root_like_every_other_path():
     records = parse_log(real("duplicity-unreadable.log"))
     changed = [path for _, path in file_changes(Outcome(records, b""))]

@@ -142,8 +142,6 @@ def test_parse_time_refusals(text):
         parse_time(text)
 
 
-@pytest.mark.xfail(strict=True, reason="parse_time (str.isdigit) and parse_name (regex \\d) take "
-                   "any Unicode decimal digit, so names duplicity never writes pass as its own")
 def test_only_ascii_digits_make_a_time_stamp():
     for digits in ("\uff12\uff10\uff11\uff12", "\u0662\u0660\u0661\u0662"):  # fullwidth, Arabic
         stamp = f"{digits}1204T120000Z"

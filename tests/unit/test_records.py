@@ -246,8 +246,6 @@ def test_what_is_not_a_record_is_refused(kind, data):
     assert "system/odd.json" in raised.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="Stored.parse (an entry of a backup or year record) takes a "
-                   "negative offset or size, which Member.parse refuses")
 def test_a_negative_offset_or_size_of_a_stored_file_is_refused():
     for key in ("offset", "size"):
         for kind, path in (("backup", ("chain", 0)), ("year", ("files", FILES))):
@@ -256,16 +254,12 @@ def test_a_negative_offset_or_size_of_a_stored_file_is_refused():
                 PARSE[kind](data, f"{kind} with a negative {key}")
 
 
-@pytest.mark.xfail(strict=True, reason="Stored.parse takes a '.part' name (a file duplicity is "
-                   "still writing), which member_path refuses for every member path")
 def test_a_partial_name_of_a_stored_file_is_refused():
     data = damaged("backup", setter("chain", 0, "name", NAME + ".part"))
     with pytest.raises(RecordError):
         BackupPoint.parse(data, "backups/20121202T120000Z.json")
 
 
-@pytest.mark.xfail(strict=True, reason="_format checks 'format in (1, 2)', and True == 1: a "
-                   "record with \"format\": true (or 1.0) is read as format 1")
 def test_a_format_that_is_not_an_integer_is_refused():
     for value in (True, 1.0, 2.0):
         data = damaged("year", setter("format", value))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -225,10 +224,6 @@ def test_finished_years_are_kept_within_keep_years():
     assert keep_points({}, (), (), (), (), keep_fn(), [], 0) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="keep_points judges a point not held by the tree by its "
-                   "record's level (the leaf it was made in), but the tree keeps the first backup "
-                   "of a trimmed week in its month's chain: with the tree gone (cya recover), "
-                   "prune drops points the tree kept")
 @few
 @given(backup_moments, st.integers(1, 3))
 @example([datetime(2000, 1, 2, tzinfo=UTC), datetime(2000, 2, 1, tzinfo=UTC)], 1)
