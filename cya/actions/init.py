@@ -27,6 +27,7 @@ from cya.core.names import format_time
 from cya.core.remote import looks_remote, parse_remote
 from cya.errors import CatalogError, UsageError
 from cya.fsutil import atomic_write, fsync_dir, make_private_dir
+from cya.opentree import unopened
 from cya.tree import STATE, Tree
 
 
@@ -98,7 +99,7 @@ def run(request: InitRequest) -> InitResult:
 def _adopt_with_config(request: InitRequest) -> InitResult:
     """``cya init --adopt`` with the config in place: rebuild the tree's state only."""
     settings = load(request.config_path)
-    tree = Tree(settings.tree)
+    tree = unopened(settings)
     if not tree.root.is_dir():
         raise UsageError(f"the tree {tree.root} named in {settings.config_path} does not exist",
                          "is its disk mounted?")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cya import config
 from cya.errors import ConfigError
-from cya.tree import Tree
+from cya.opentree import unopened
 
 _WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _AT_END = re.compile(r"\s*\(at end of document\)\s*$")
@@ -123,7 +123,7 @@ def _passphrase(settings: config.Settings) -> list[str]:
 
 def _notes(settings: config.Settings) -> list[str]:
     notes = []
-    tree = Tree(settings.tree)
+    tree = unopened(settings)
     if not settings.tree.exists():
         notes.append(f"the tree {settings.tree} does not exist yet (cya init makes it; or is "
                      "its disk not mounted?)")
