@@ -1,15 +1,35 @@
-"""5. Cost model: ten years of Deep Archive bills for cya's bags against duplicity's own
+"""5. Cost model: ten years of Deep Archive bills for cya's bags, once per
+``archive.cadence`` ("backup", "week", "month", "year"), against duplicity's own
 ``--s3-use-deep-archive`` (monthly fulls, one object per volume; chains kept, or
 removed by ``remove-all-but-n-full 2``), for a 1 TB source.
 
 Sizes are measured, then scaled: real duplicity makes a full of the benchmark source
 and incrementals after 1, 7, 30 and 90 days of its daily churn; each incremental's
 size as a fraction of the full (interpolated by span) sizes every simulated backup.
-The ten years run day by day through cya's own pure code: placement
-(core.placement), trim (core.retention), finished years and bag plans
-(core.bagging); prices from core.costs (dated). Duplicity's uploads are modelled as
-its boto3 backend makes them: volumes and signatures in Deep Archive, manifests in
-Standard, multipart in 8 MB parts.
+
+The ten years run day by day through cya's own pure code, in the order ``cya backup``
+runs (``CadenceRun``): placement (core.placement); the archive step — the levels the
+cadence says are due (core.retention.eligible), their files not yet archived or pruned
+bagged by core.bagging.plan_bags (a name is sent once, one bag per run unless 40 GB
+fill), a record for every backup the bucket can now restore alone (core.chains) and
+for every finished year; the remote retention (core.retention.keep_points and
+plan_prune, cya's defaults: keep 2, keep_years 0, min_age_days 180) with the
+deferred-deletion queue, a deleted bag's names never sent again; then the trim, which
+keeps levels whose due files the bucket does not hold. Prices from core.costs
+(dated).
+
+Billed: Deep Archive storage of every bag for as long as it exists (with the per-object
+32 KB + 8 KB), of which the *180-day tail* is what pruned bags cost between the day no
+kept point needed them and their deletion; early deletion (none, since nothing goes
+before 180 days); multipart requests; Standard PUTs (manifests, backup records and
+their file indexes, year records, ``system/`` after a run that changed anything, one
+LIST per run) and their storage (an index assumed ``INDEX_BYTES``); HEADs and GETs.
+The off-site lag of a backup is the days from its run to the run that made its record
+(what a lost machine costs at worst); backups the tree dropped before their period
+ended never go off-site and are counted apart.
+
+Duplicity's uploads are modelled as its boto3 backend makes them: volumes and
+signatures in Deep Archive, manifests in Standard, multipart in 8 MB parts.
 """
 
 from __future__ import annotations
