@@ -1,4 +1,5 @@
-"""python -m benchmarks [all|overhead|simulate|treeops|archive|cost] [--quick] [--days N]
+"""python -m benchmarks [all|overhead|simulate|treeops|archive|archive-overhead|cost]
+    [--quick] [--days N]
 
 Prints a table of figures and writes them as JSON (benchmarks/results/).
 """
@@ -14,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import archive, costmodel, overhead, simulate, treeops
+from benchmarks import archive, archiveoverhead, costmodel, overhead, simulate, treeops
 
 
 def machine() -> str:
@@ -28,7 +29,8 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("what", nargs="?", default="all",
-                        choices=["all", "overhead", "simulate", "treeops", "archive", "cost"])
+                        choices=["all", "overhead", "simulate", "treeops", "archive",
+                                 "archive-overhead", "cost"])
     parser.add_argument("--quick", action="store_true",
                         help="small data, 20 simulated days, 3-year tree, 128 MiB bags")
     parser.add_argument("--days", type=int, help="simulated days (default 20 quick, 365 full)")
@@ -45,6 +47,8 @@ def main() -> None:
                           ("simulate", lambda: simulate.run(work, args.quick, args.seed, days)),
                           ("treeops", lambda: treeops.run(work, args.quick)),
                           ("archive", lambda: archive.run(work, args.quick, args.seed)),
+                          ("archive-overhead",
+                           lambda: archiveoverhead.run(work, args.quick, args.seed)),
                           ("cost", lambda: costmodel.run(work, args.quick, args.seed))):
             if args.what in ("all", name):
                 started = time.perf_counter()

@@ -65,6 +65,8 @@ def main() -> None:
         lines.append("")
     if "archive" in data:
         lines += _archive(data["archive"])
+    if "archive-overhead" in data:
+        lines += _archive_overhead(data["archive-overhead"])
     if "cost" in data:
         lines += _cost(data["cost"])
     print("\n".join(lines))
@@ -97,6 +99,14 @@ def _archive(a: dict) -> list[str]:
               f"one such restore through moto_server took {r['archived_restore_real_s']:.1f} s.",
               ""]
     return lines
+
+
+def _archive_overhead(o: dict) -> list[str]:
+    return [f"**Archive overhead** ({o['data']}; median of {o['pairs']} interleaved pairs): "
+            f"a daily ``cya backup`` with its archive step took {o['with_archive_median_s']:.2f} "
+            f"s, the same backup with ``--no-archive`` {o['no_archive_median_s']:.2f} s: "
+            f"{o['ratio_median']:.2f}x (goal: at most 1.25x; worst day {o['ratio_max']:.2f}x, "
+            f"days that start a new level {o['new_level_days_ratio_median']:.2f}x).", ""]
 
 
 def _table(widths: list[int], header: list[list[str]], rows: list[list[str]]) -> list[str]:
