@@ -57,7 +57,6 @@ from cya.core.retention import (
     plan_prune,
     plan_trim,
     unsafe_levels,
-    without,
 )
 from cya.core.timescale import Level, leaf_for
 from cya.core.treeview import TreeView
@@ -409,8 +408,9 @@ class CadenceRun:
         plan = plan_trim(view.levels(), view.chained(), lambda kind: KEEP, [leaf], unarchived)
         if plan.empty:
             return
-        remaining = without(view.levels(), plan)
-        gone = [level for level in self.files if level not in remaining]
+        doomed = [decision.level for decision in plan.delete]  # each takes its subtree
+        gone = [level for level in self.files
+                if any(level == top or top.is_ancestor_of(level) for top in doomed)]
         leaving = {name for level in gone for name in self.files[level]}
         for level in gone:
             del self.files[level]
