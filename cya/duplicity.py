@@ -32,7 +32,7 @@ from cya.config import Settings
 from cya.core.names import parse_time
 from cya.errors import CommandFailed, Interrupted
 from cya.fsutil import remove_tree
-from cya.gpg import Gpg
+from cya.gpg import GPG_OPTIONS, Gpg
 from cya.runs import cache_base
 
 log = logging.getLogger("cya")
@@ -99,7 +99,7 @@ def encryption(settings: Settings) -> list[str]:
         return ["--no-encryption"]
     if mode == "gpg-key":
         return ["--encrypt-key", settings.encryption.gpg_key]
-    return []
+    return [f"--gpg-options={' '.join(GPG_OPTIONS)}"]
 
 
 @dataclass(frozen=True)

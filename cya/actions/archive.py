@@ -32,6 +32,7 @@ by HEAD (size, class, checksum) the bags of the files it is about to let go of.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -69,6 +70,7 @@ from cya.opentree import OpenTree, open_tree
 from cya.tree import FILES, Tree
 
 log = logging.getLogger("cya")
+CONFIG_COPIED = "config_copied_sha256"  # meta: the config the bucket's encrypted copy holds
 
 
 @dataclass
@@ -173,12 +175,13 @@ def archive_opened(opened: OpenTree, now: datetime, dry_run: bool,
                             if blob.bag in present)
     with Gpg(settings, read_passphrase(settings)) as gpg:
         result.points = _record_points(opened, remote, gpg, result.safe)
-    result.years = _record_years(opened, remote, result.safe)
-    result.lost_backups = _damage(catalog)
-    if result.uploaded or result.points or result.years or result.lost \
-            or not catalog.get_meta(SYSTEM_COPIED):
-        copy_system(tree, catalog, remote, settings)
-        result.system_copied = True
+        result.years = _record_years(opened, remote, result.safe)
+        result.lost_backups = _damage(catalog)
+        missing = any(remote.key(k) not in listing for k in (
+            layout.SYSTEM_CATALOG, layout.SYSTEM_CONFIG_KEY, layout.SYSTEM_SETUP))
+        if result.uploaded or result.points or result.years or result.lost or missing:
+            copy_system(tree, catalog, remote, settings, gpg, force_config=missing)
+            result.system_copied = True
     if settings.archive.prune:
         from cya.actions.archive_admin import prune_opened
 
@@ -362,7 +365,8 @@ def _year_files(view: TreeView, year: Level) -> list[YearFile]:
             or year.is_ancestor_of(level)]
 
 
-def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings) -> None:
+def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings,
+                gpg: Gpg | None = None, force_config: bool = False) -> None:
     """Copy what ``cya recover`` needs to ``system/``: the catalog without the file index
     and sources, the config encrypted (it names the sources), and how the tree is
     encrypted (mode and key id: no secret)."""
@@ -373,10 +377,17 @@ def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings
         catalog.copy_without_index(copy)
         remote.put_bytes(remote.key(layout.SYSTEM_CATALOG), copy.read_bytes(),
                          "application/vnd.sqlite3")
-        with Gpg(settings, read_passphrase(settings)) as gpg:
-            remote.put_bytes(remote.key(layout.SYSTEM_CONFIG_KEY),
-                             gpg.encrypt(settings.config_path.read_bytes()),
+        config = settings.config_path.read_bytes()
+        digest = hashlib.sha256(config).hexdigest()
+        if force_config or catalog.get_meta(CONFIG_COPIED) != digest:  # changed or lost
+            if gpg is None:
+                with Gpg(settings, read_passphrase(settings)) as own:
+                    sealed = own.encrypt(config)
+            else:
+                sealed = gpg.encrypt(config)
+            remote.put_bytes(remote.key(layout.SYSTEM_CONFIG_KEY), sealed,
                              "application/octet-stream")
+            catalog.set_meta(CONFIG_COPIED, digest)
         remote.put_json(remote.key(layout.SYSTEM_SETUP), {
             "format": 1, "encryption": settings.encryption.mode,
             "gpg_key": settings.encryption.gpg_key, "tree_id": catalog.tree_id})

@@ -108,10 +108,9 @@ def finished_years(view: TreeView) -> list[Level]:
 CADENCES = ("backup", "week", "month", "year")
 
 
-def ended(view: TreeView, level: Level) -> bool:
+def ended(leaf: Level | None, level: Level) -> bool:
     """Whether a level's period has ended: the tree holds a backup after it (the newest
-    backup's leaf lies outside it)."""
-    leaf = view.newest_leaf()
+    backup's leaf, ``leaf``, lies outside it)."""
     return leaf is not None and level not in leaf.lineage() and level < leaf
 
 
@@ -122,8 +121,9 @@ def eligible(view: TreeView, cadence: str) -> list[Level]:
     if cadence == "backup":
         return view.levels()
     depth = ("century", "decade", "year", "month", "week").index(cadence) + 1
+    leaf = view.newest_leaf()
     return [level for level in view.levels() if len(level.names) >= depth
-            and ended(view, Level(level.names[:depth]))]
+            and ended(leaf, Level(level.names[:depth]))]
 
 
 def unsafe_levels(view: TreeView, levels: Collection[Level], safe: Collection[str]
