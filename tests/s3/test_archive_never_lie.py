@@ -124,6 +124,8 @@ def test_a_missing_bag_is_uploaded_again_or_reported_and_nothing_more_is_lost(tm
     states["2013-01-09"] = snapshot(ws.source)
     verify = ws.cya("archive", "verify", check=False)
     assert verify.returncode == 0, (verify.stdout, verify.stderr)
+    # no record in the bucket still names the lost bag: each names only bags it holds
+    assert_records_name_only_present_bags(s3)
 
     # 2012-12-10's increment lived only in the year 2012, which the tree let go of:
     # that loss is reported, loudly, by the next run and by status
@@ -148,6 +150,16 @@ def test_a_missing_bag_is_uploaded_again_or_reported_and_nothing_more_is_lost(tm
     restores(ws, "2013-01-08", states["2013-01-08"], tmp_path)
 
 
+def assert_records_name_only_present_bags(s3) -> None:
+    """Every bag a backup or year record in the bucket names is in the bucket."""
+    found = keys(s3)
+    for key in [k for k in found if k.startswith(("backups/", "years/"))]:
+        record = get_json(s3, key)
+        entries = record["chain"] if key.startswith("backups/") else record["files"].values()
+        missing = {entry["bag"] for entry in entries} - set(found)
+        assert not missing, (key, missing)
+
+
 def test_a_bucket_deleted_and_made_again_gets_every_object_again(tmp_path, s3):
     ws = archive_workspace(tmp_path, s3)
     for number, day in enumerate(["2012-12-04", "2012-12-10", "2013-01-08"]):
@@ -167,6 +179,13 @@ def test_a_bucket_deleted_and_made_again_gets_every_object_again(tmp_path, s3):
         index = get_json(s3, f"years/{year}.json")
         bags = {entry["bag"] for entry in index["files"].values()}
         assert bags and bags <= set(found), sorted(bags - set(found))
+    # every kept backup's record and file index, and the system copy, are there again
+    status = json.loads(ws.cya("archive", "status", "--json").stdout)
+    records = [k for k in found if k.startswith("backups/")]
+    assert len(records) == status["backups"] >= 4, sorted(found)
+    assert len([k for k in found if k.startswith("indexes/")]) == len(records)
+    assert {"system/catalog.sqlite", "system/config.toml.gpg", "system/setup.json"} <= set(found)
+    assert_records_name_only_present_bags(s3)
     verify = ws.cya("archive", "verify", check=False)
     assert verify.returncode == 0, (verify.stdout, verify.stderr)
 
