@@ -120,6 +120,9 @@ MIGRATIONS = (
         pruned_at TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE backups ADD COLUMN metadata TEXT;  -- where the backup holds cya's metadata dir
+    """,
 )
 
 
@@ -206,6 +209,7 @@ class BackupRecord:
     unreadable: int
     parent: str | None = None
     sources: str | None = None  # JSON: [[as configured, as backed up], ...]
+    metadata: str | None = None  # the absolute path of the metadata dir the backup holds
 
 
 class Catalog:
@@ -320,11 +324,11 @@ class Catalog:
         SHA-256 of the duplicity files it added, in one transaction."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO backups VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO backups VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.time, record.leaf, record.base, int(record.full), record.new_levels,
                  record.started_at, record.finished_at, record.source_files,
                  record.source_bytes, record.new_bytes, record.unreadable, record.parent,
-                 record.sources),
+                 record.sources, record.metadata),
             )
             db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?)",
                            [(name, size, digest, record.finished_at)
@@ -342,6 +346,10 @@ class Catalog:
     def backups(self) -> list[BackupRecord]:
         rows = self.db.execute("SELECT * FROM backups ORDER BY time").fetchall()
         return [BackupRecord(r[0], r[1], r[2], bool(r[3]), *r[4:]) for r in rows]
+
+    def backup(self, time: str) -> BackupRecord | None:
+        row = self.db.execute("SELECT * FROM backups WHERE time = ?", (time,)).fetchone()
+        return BackupRecord(row[0], row[1], row[2], bool(row[3]), *row[4:]) if row else None
 
     def parents(self) -> dict[str, str | None]:
         """Every recorded backup and the backup it diffed against (None: a full)."""

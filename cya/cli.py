@@ -10,9 +10,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -24,6 +26,7 @@ from dateutil import tz
 
 from cya import __version__, config
 from cya.clock import show_time
+from cya.core import units
 from cya.core.dates import (
     DATE_EXAMPLES,
     NonexistentTime,
@@ -54,7 +57,10 @@ class Context:
     local: tzinfo  # the local time zone: dates without an offset are local
 
     def settings(self) -> config.Settings:
-        return config.load(config.find_config(self.config_file))
+        settings = config.load(config.find_config(self.config_file))
+        if settings.log_file is not None:
+            _log_to(str(settings.log_file), self.verbosity, Masking())
+        return settings
 
     def say(self, text: str) -> None:
         if self.verbosity >= 0:
@@ -70,6 +76,34 @@ class Context:
         except ValueError:
             raise UsageError(f"{option} {text!r} is not a date",
                              f"use e.g. {DATE_EXAMPLES}") from None
+
+
+class Live:
+    """One status line on a terminal, rewritten in place at most five times a second:
+    long work (a backup, a restore, an upload) shows how far it is. Nothing when
+    stderr is not a terminal (cron, logs) or with -q."""
+
+    def __init__(self, verbosity: int):
+        self.enabled = verbosity >= 0 and sys.stderr.isatty()
+        self.shown = 0
+        self.last = 0.0
+
+    def __call__(self, text: str) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        width = shutil.get_terminal_size().columns - 1
+        text = text[:width]
+        sys.stderr.write("\r" + text.ljust(self.shown))
+        sys.stderr.flush()
+        self.shown = len(text)
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * self.shown + "\r")
+            sys.stderr.flush()
+            self.shown = 0
 
 
 class Stopped(KeyboardInterrupt):
@@ -177,24 +211,34 @@ def _logging(verbosity: int, log_file: str | None) -> None:
     console.setFormatter(logging.Formatter("cya: %(message)s"))
     console.setLevel(level)
     console.addFilter(masking)
-    handlers: list[logging.Handler] = [console]
-    if log_file:
-        try:
-            handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
-        except OSError as error:
-            raise from_os_error(error, f"open the log file {log_file}") from None
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s cya[{os.getpid()}] %(levelname)s %(message)s",
-            "%Y-%m-%dT%H:%M:%S%z"))
-        handler.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
-        handler.addFilter(masking)
-        handlers.append(handler)
     root = logging.getLogger()
-    root.handlers = handlers
-    root.setLevel(min(h.level for h in handlers))
+    root.handlers = [console]
+    root.setLevel(console.level)
+    log.setLevel(min(logging.INFO, root.level))  # what a monitoring ping's body quotes
     if verbosity < 2:
         for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    if log_file:
+        _log_to(log_file, verbosity, masking)
+
+
+def _log_to(path: str, verbosity: int, masking: Masking) -> None:
+    """Also append this run's log to ``path`` (``--log-file``, or ``log_file`` in the
+    config): timestamped, the process id on each line, secrets masked."""
+    root = logging.getLogger()
+    if any(isinstance(h, logging.FileHandler) for h in root.handlers):
+        return  # --log-file wins over the config's
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
+    except OSError as error:
+        raise from_os_error(error, f"open the log file {path}") from None
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s cya[{os.getpid()}] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    handler.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+    handler.addFilter(masking)
+    root.addHandler(handler)
+    root.setLevel(min(h.level for h in root.handlers))
+    log.info("cya %s: %s", __version__, " ".join(sys.argv[1:]))
 
 
 @click.group(cls=CyaGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -236,7 +280,6 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
             raise UsageError(f"--now {now!r} is outside the years 1970-2099 that duplicity's "
                              "time stamps can hold", "give a time in that range")
         ctx.obj = Context(config_file, clock, real_now, verbosity, local)
-    log.info("cya %s: %s", __version__, " ".join(sys.argv[1:]))
     from cya import gpg, runs
 
     runs.sweep(gpg.stop_agent)
@@ -300,24 +343,54 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
 @click.option("--dry-run", is_flag=True, help="Say where the backup would go; change nothing.")
 @click.option("--allow-future", is_flag=True,
               help="Accept a --now later than the clock (no earlier backup can follow it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool,
-           allow_future: bool) -> None:
+           allow_future: bool, as_json: bool) -> None:
     """Make one backup, placed in the timescale tree."""
     from cya.actions import backup as backup_action
+    from cya.monitoring import LogTail, Monitor
 
     settings = obj.settings()
-    result = backup_action.run(settings, backup_action.BackupRequest(
-        now=obj.now, real_now=obj.real_now, dry_run=dry_run,
-        trim=settings.trim.auto and not no_trim,
-        archive=settings.archive.auto and not no_archive, allow_future=allow_future,
-        progress=obj.say if obj.verbosity >= 1 else None))
+    monitor = None if dry_run else Monitor.from_settings(settings.monitoring)
+    tail = LogTail()
+    log.addHandler(tail)
+    live = Live(-1 if as_json else obj.verbosity)
+    try:
+        result = backup_action.run(settings, backup_action.BackupRequest(
+            now=obj.now, real_now=obj.real_now, dry_run=dry_run,
+            trim=settings.trim.auto and not no_trim,
+            archive=settings.archive.auto and not no_archive, allow_future=allow_future,
+            progress=obj.say if obj.verbosity >= 1 and not as_json else None,
+            monitor=monitor, live=live))
+    except BaseException as error:
+        if monitor is not None:
+            code = error.exit_code if isinstance(error, CyaError) else EXIT_FAILED
+            report = _report(error)
+            monitor.finish(code, tail.text() + (report[0] if report else ""))
+        raise
+    finally:
+        log.removeHandler(tail)
+        live.clear()
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        _render_backup(obj, result)
+    for warning in result.warnings:
+        click.echo(f"cya: warning: {warning}", err=True)
+    if monitor is not None:
+        monitor.finish(EXIT_FAILED if result.warnings else 0,
+                       tail.text() + "".join(f"warning: {w}\n" for w in result.warnings))
+    if result.warnings:
+        sys.exit(EXIT_FAILED)
+
+
+def _render_backup(obj: Context, result) -> None:
     placement = result.placement
     if result.finished:
         obj.say(result.finished)
-    when = placement.time.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-    verb = "would back up" if dry_run else "backed up"
-    obj.say(f"{verb} {when} into {placement.leaf}: {placement.reason()}")
+    verb = "would back up" if result.dry_run else "backed up"
+    obj.say(f"{verb} {show_time(placement.time)} into {placement.leaf}: {placement.reason()}")
     if len(placement.link_into) > 1:
         obj.say("  in the chains of: " + ", ".join(str(level) for level in placement.link_into))
     stats = result.statistics
@@ -329,10 +402,16 @@ def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool,
         _render_archive(obj, result.archive)
     if result.trim is not None and not result.trim.plan.empty:
         _render_trim(obj, result.trim)
-    for warning in result.warnings:
-        click.echo(f"cya: warning: {warning}", err=True)
-    if result.warnings:
-        sys.exit(EXIT_FAILED)
+    if result.upcoming is not None:
+        _render_upcoming(obj, result.upcoming, "this backup would then trim")
+
+
+def _render_upcoming(obj: Context, plan, what: str) -> None:
+    """What the trim after the next backup deletes (so a dry run shows what is kept)."""
+    if plan.empty:
+        obj.say(f"{what} nothing")
+    for decision in plan.delete:
+        obj.say(f"{what} {decision.level}: {decision.reason}")
 
 
 @main.command()
@@ -349,6 +428,8 @@ def trim(obj: Context, dry_run: bool, as_json: bool) -> None:
         click.echo(json.dumps(result.as_json(), indent=2))
         return
     _render_trim(obj, result)
+    if result.upcoming is not None:
+        _render_upcoming(obj, result.upcoming, "the next backup would trim")
     if obj.verbosity >= 1:
         for decision in result.plan.keep:
             obj.say(f"keep {decision.level}: {decision.reason}")
@@ -379,22 +460,33 @@ def _render_trim(obj: Context, result: TrimResult) -> None:
               show_default=True, help="Archive retrieval tier.")
 @click.option("--wait", is_flag=True, help="Wait for an archive thaw to finish.")
 @click.option("--dry-run", is_flag=True, help="Say which backup and level, and what it reads.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
 @click.option("--force", is_flag=True,
               help="Merge into a non-empty target; what the restore replaces is moved aside "
                    "into TARGET.cya-replaced-*, nothing is deleted.")
 @click.option("--max-cost", metavar="USD", type=float,
               help="Refuse a restore from the archive whose estimate is dearer.")
+@click.option("--no-metadata", is_flag=True,
+              help="Do not re-apply hard links, ACLs, xattrs, holes and exact times.")
+@click.option("--strict-metadata", is_flag=True,
+              help="Exit 1 when some of that metadata could not be re-applied.")
 @click.pass_obj
 def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry_run,
-            force, max_cost) -> None:
+            as_json, force, max_cost, no_metadata, strict_metadata) -> None:
     """Restore the tree's newest backup at or before a date."""
     from cya.actions import restore as restore_action
 
     settings = obj.settings()
     request = restore_action.RestoreRequest(
         asked=obj.date(date_text), target=config.absolute(target), path=path, force=force,
-        from_archive=from_archive, tier=tier, wait=wait, dry_run=dry_run, max_cost=max_cost)
+        from_archive=from_archive, tier=tier, wait=wait, dry_run=dry_run, max_cost=max_cost,
+        metadata=not no_metadata, strict_metadata=strict_metadata)
     plan = restore_action.plan(settings, request)
+    if as_json:
+        if not dry_run:
+            raise UsageError("--json goes with --dry-run", "add --dry-run")
+        click.echo(json.dumps(plan.as_json(), indent=2))
+        return
     backup = plan.backup
     what = shown(plan.path) if plan.path else "everything"
     head = "would restore" if dry_run else "restoring"
@@ -409,8 +501,17 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
                 f"about ${cost.dollars:.2f}")
     if dry_run:
         return
-    result = restore_action.run(settings, plan, wait=wait, say=obj.say)
+    live = Live(obj.verbosity)
+    try:
+        result = restore_action.run(settings, plan, wait=wait, say=obj.say, live=live)
+    finally:
+        live.clear()
     obj.say(f"restored into {plan.target}")
+    for line in result.metadata:
+        obj.say(f"  {line}")
+    if result.metadata_failed:
+        click.echo(f"cya: warning: {result.metadata_failed} piece(s) of metadata could not be "
+                   "re-applied (see above); the files themselves are restored", err=True)
     if result.replaced:
         obj.say(f"{result.replaced} entr{'y' if result.replaced == 1 else 'ies'} of "
                 f"{plan.target} replaced; the previous versions are kept in {result.aside}")
@@ -516,8 +617,12 @@ def archive(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     from cya.actions import archive as archive_action
 
     obj: Context = ctx.obj
-    result = archive_action.run(obj.settings(), obj.now, dry_run=dry_run,
-                                progress=None if as_json else obj.say)
+    live = Live(-1 if as_json else obj.verbosity)
+    try:
+        result = archive_action.run(obj.settings(), obj.now, dry_run=dry_run,
+                                    progress=None if as_json else obj.say, live=live)
+    finally:
+        live.clear()
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
     else:
@@ -646,12 +751,18 @@ def archive_setup(obj: Context) -> None:
 @main.command()
 @click.option("--html", "html_file", metavar="FILE", type=click.Path(path_type=Path),
               help="Also write the calendar as an HTML page.")
+@click.option("--json", "as_json", is_flag=True, help="Print the calendar as JSON.")
 @click.pass_obj
-def timeline(obj: Context, html_file: Path | None) -> None:
+def timeline(obj: Context, html_file: Path | None, as_json: bool) -> None:
     """A calendar of restorable points, each day shaded by how near a restore gets."""
     from cya.actions import timeline as timeline_action
 
     rows = timeline_action.run(obj.settings(), obj.local)
+    if html_file is not None:
+        timeline_action.write_html(rows, config.absolute(html_file))
+    if as_json:
+        click.echo(json.dumps(timeline_action.as_json(rows), indent=2))
+        return
     if not rows:
         obj.say("no backup yet")
         return
@@ -659,7 +770,6 @@ def timeline(obj: Context, html_file: Path | None) -> None:
     click.echo("\n".join(f"{row.first:%Y-%m}  {row.line()}" for row in rows))
     obj.say(timeline_action.legend())
     if html_file is not None:
-        timeline_action.write_html(rows, config.absolute(html_file))
         obj.say(f"wrote {html_file}")
 
 
@@ -756,9 +866,4 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
         sys.exit(EXIT_FAILED)
 
 
-def _size(count: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if count < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count} B"
+_size = units.size

@@ -15,6 +15,17 @@ def show_time(moment: datetime) -> str:
 RECORD_FORMAT = "%Y-%m-%dT%H:%M:%S%z"  # times in records: the catalog, the lock, manifests
 
 
+def iso(moment: datetime) -> str:
+    """A time for JSON output: ISO 8601 with its offset (``2027-01-20T03:17:00Z``)."""
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def iso_record(text: str | None) -> str | None:
+    """A record time (the catalog's, the lock's) for JSON output, ISO 8601 with offset."""
+    return iso(parse_record_time(text)) if text else None
+
+
 def wall_time() -> str:
     """The real time now, for the record of when a run started or finished."""
     return wallclock.strftime(RECORD_FORMAT)

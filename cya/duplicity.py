@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -145,21 +145,31 @@ class Duplicity:
         self.gpg.close()
 
     def run(self, argv: Sequence[str], log_file: Path, *, doing: str,
-            pass_fds: Sequence[int] = ()) -> Outcome:
+            pass_fds: Sequence[int] = (), live: Callable[[int], None] | None = None
+            ) -> Outcome:
         """Run duplicity with ``argv`` (after the binary) logging to ``log_file``.
 
         Return its log and output. Raise Interrupted when cya was asked to stop,
         CommandFailed (one line saying what it means) when duplicity failed or stalled.
+        ``live`` is called now and then with how many paths duplicity has reported so far
+        (each added, changed or deleted one at ``--verbosity info``).
         """
         env = self.gpg.env()
         if self.passphrase is not None:
             env["PASSPHRASE"] = self.passphrase
         env["PYTHONIOENCODING"] = "utf-8:surrogateescape"  # any file name prints
         output = log_file.with_name(log_file.name + ".out")
+        seen = [0]
+
+        def count(line: str) -> None:
+            if line[:2] in ("A ", "M ", "D "):
+                seen[0] += 1
+
         done = execute.run([binary(), *argv, "--log-file", str(log_file)], env=env,
                            secrets=[self.passphrase or ""], pass_fds=pass_fds,
                            stall_after=float(os.environ.get(STALL_ENV, "600")),
-                           keep_output=output)
+                           keep_output=output, on_line=count if live else None,
+                           on_poll=(lambda: live(seen[0])) if live else None)
         try:
             records = parse_log(log_file.read_text(errors="replace")) \
                 if log_file.exists() else []

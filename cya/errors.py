@@ -113,3 +113,7 @@ def from_os_error(error: OSError, doing: str, hint: str = "") -> CyaError:
     reason = error.strerror or str(error)
     return CyaError(f"cannot {doing}" + (f" ({where})" if where else "") + f": {reason}",
                     hint)
+
+
+class MetadataError(CyaError):
+    """Recorded metadata that cannot be read, or (when asked to be strict) re-applied."""

@@ -38,6 +38,7 @@ def finish(tree: Tree, catalog: Catalog, journal: BackupJournal, placement: Plac
         source_bytes=count("SourceFileSize"), new_bytes=count("TotalDestinationSizeChange"),
         unreadable=len(journal.unreadable or []), parent=journal.parent,
         sources=json.dumps(journal.sources) if journal.sources else None,
+        metadata=journal.metadata,
     ), index=_read_index(run_dir(tree, journal)),
         files=[(name, size, digest) for name, (size, digest) in (journal.digests or {}).items()])
     crash_point("after-publish")

@@ -11,7 +11,8 @@ Every command that touches a tree opens it here (restic's ``openWithExclusiveLoc
    is read without writing a byte), migrated for writers; missing or damaged is one
    line naming ``cya init --adopt``;
 4. for writers, what a crash interrupted is finished or undone (cya/interrupted.py);
-5. one scan of the tree (``rescan`` after a change).
+5. one scan of the tree; a command that changes the tree updates that view with what
+   it did (``changed``) instead of scanning again.
 """
 
 from __future__ import annotations
@@ -46,10 +47,9 @@ class OpenTree:
             self._view = self.tree.scan()
         return self._view
 
-    def rescan(self) -> TreeView:
-        """Scan again after this run changed the tree."""
-        self._view = self.tree.scan()
-        return self._view
+    def changed(self, view: TreeView) -> None:
+        """This run changed the tree; ``view`` is the tree as it is now."""
+        self._view = view
 
     @property
     def identity(self) -> str:

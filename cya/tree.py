@@ -78,6 +78,12 @@ class Tree:
     def trash(self) -> Path:
         return self.state / "trash"
 
+    @property
+    def metadata(self) -> Path:
+        """What duplicity loses (ACLs, xattrs, hard links, holes, exact times), recorded
+        before each backup and included in it (cya/metadata.py)."""
+        return self.state / "metadata"
+
     def level_dir(self, level: Level) -> Path:
         return self.root.joinpath(*level.names)
 
@@ -198,6 +204,7 @@ class BackupJournal:
     unreadable: list[str] | None = None
     digests: dict[str, list] | None = None  # new file -> [size, SHA-256]
     sources: list[list[str]] | None = None  # [as configured, as backed up]
+    metadata: str | None = None  # the metadata dir included in the backup (absolute)
 
     def save(self, tree: Tree) -> None:
         atomic_write(tree.journal_path, json.dumps(asdict(self), indent=1).encode())

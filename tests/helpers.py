@@ -43,6 +43,7 @@ class Workspace:
             "CYA_CONFIG": str(self.config),
             "XDG_CACHE_HOME": str(self.cache),
             "XDG_CONFIG_HOME": str(self.base / "xdg-config"),
+            "XDG_STATE_HOME": str(self.base / "xdg-state"),
             "TZ": "UTC",
         }
         self.env.pop("CYA_CRASH_AT", None)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ from cya.catalog import (
 )
 from cya.clock import wall_time
 from cya.config import Settings, read_passphrase
+from cya.core import units
 from cya.core.bagging import BagPlan, BagSpec, NameConflict, YearFile, part_size, plan_bags
 from cya.core.chains import restorable
 from cya.core.names import backup_sets, format_time, parse_name
@@ -66,7 +68,7 @@ from cya.core.retention import awaiting_archive, eligible
 from cya.core.timescale import Level
 from cya.core.treeview import TreeView
 from cya.errors import ArchiveError, TreeError, UsageError
-from cya.fsutil import crash_point, remove_tree
+from cya.fsutil import crash_point, remove_tree, require_space
 from cya.gpg import Gpg
 from cya.opentree import OpenTree, open_tree
 from cya.tree import FILES, Tree
@@ -110,11 +112,12 @@ def require_bucket(settings: Settings) -> None:
 
 
 def run(settings: Settings, now: datetime, dry_run: bool = False,
-        progress: Callable[[str], None] | None = None) -> ArchiveResult:
+        progress: Callable[[str], None] | None = None,
+        live: Callable[[str], None] | None = None) -> ArchiveResult:
     """Archive what is due (a dry run only plans: no lock, no network, nothing written)."""
     require_bucket(settings)
     with open_tree(settings, write=not dry_run, locked=not dry_run) as opened:
-        return archive_opened(opened, now, dry_run, progress)
+        return archive_opened(opened, now, dry_run, progress, live)
 
 
 def due_files(view: TreeView, cadence: str) -> list[YearFile]:
@@ -147,11 +150,13 @@ def plan(view: TreeView, catalog: Catalog, settings: Settings) -> BagPlan:
 
 
 def archive_opened(opened: OpenTree, now: datetime, dry_run: bool,
-                   progress: Callable[[str], None] | None = None) -> ArchiveResult:
+                   progress: Callable[[str], None] | None = None,
+                   live: Callable[[str], None] | None = None) -> ArchiveResult:
     """Plan and (unless ``dry_run``) upload, record and prune, on an opened tree."""
     tree, catalog, settings = opened.tree, opened.catalog, opened.settings
     say = progress or (lambda text: None)
     if dry_run:
+        require_space(tree.root, "recording what the archive run sends")
         return ArchiveResult(plan(opened.view, catalog, settings), True)
     remote = Remote(settings.archive)
     remote.check_bucket()
@@ -165,8 +170,9 @@ def archive_opened(opened: OpenTree, now: datetime, dry_run: bool,
     result.plan = the_plan = plan(opened.view, catalog, settings)
     for number, bag in enumerate(the_plan.bags, 1):
         say(f"bag {number} of {len(the_plan.bags)}: {len(bag.blobs)} file(s), "
-            f"{bag.data_bytes} bytes")
-        key, adopted = _store_bag(tree, catalog, remote, the_plan.year, bag)
+            f"{units.size(bag.data_bytes)}")
+        key, adopted = _store_bag(tree, catalog, remote, the_plan.year, bag,
+                                  _upload_line(live, number, len(the_plan.bags), bag))
         (result.adopted if adopted else result.uploaded).append(key)
     present = {b.key for b in catalog.bags()
                if b.key in listing or b.key in result.uploaded or b.key in result.adopted}
@@ -222,8 +228,25 @@ def bag_keys(remote: Remote, group: str, bag: BagSpec) -> tuple[str, str]:
     return remote.key(relative), remote.key(layout.manifest_of(relative))
 
 
+def _upload_line(live: Callable[[str], None] | None, number: int, bags: int, bag: BagSpec
+                 ) -> Callable[[int], None] | None:
+    """What a bag's upload says on a terminal: bytes, rate and time left."""
+    if live is None:
+        return None
+    started = time.monotonic()
+    total = bag.estimated_bytes
+
+    def line(sent: int) -> None:
+        seconds = time.monotonic() - started
+        left = (total - sent) * seconds / sent if sent and seconds else 0
+        live(f"uploading bag {number} of {bags}: {units.size(sent)} of {units.size(total)}, "
+             f"{units.rate(sent, seconds)}, about {left:.0f} s left")
+    return line
+
+
 def _store_bag(tree: Tree, catalog: Catalog, remote: Remote, group: str,
-               bag: BagSpec) -> tuple[str, bool]:
+               bag: BagSpec, on_progress: Callable[[int], None] | None = None
+               ) -> tuple[str, bool]:
     """Upload one bag (or adopt it, if a crashed run sent it) and record it.
     Return its key and whether it was adopted."""
     key, manifest_key = bag_keys(remote, group, bag)
@@ -231,7 +254,8 @@ def _store_bag(tree: Tree, catalog: Catalog, remote: Remote, group: str,
     adopted = manifest is not None
     if manifest is None:
         upload = StreamingUpload(remote, key, part_size(bag.estimated_bytes),
-                                 {"cya-digest": bag.digest, "cya-tree": catalog.tree_id})
+                                 {"cya-digest": bag.digest, "cya-tree": catalog.tree_id},
+                                 on_progress)
         try:
             members = write_bag(bag, tree.root, upload)
         except OSError as error:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import stat
 from collections.abc import Callable
@@ -34,17 +35,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from cya import duplicity
+from cya import duplicity, metadata, sshfs
 from cya.actions.trim import TrimResult, trim_opened
-from cya.clock import show_time, wall_time
+from cya.clock import iso, show_time, wall_time
 from cya.config import Settings, read_passphrase
-from cya.core import fileindex
+from cya.core import fileindex, units
 from cya.core.chains import chain_problem
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
-from cya.core.timescale import leaf_for
+from cya.core.retention import TrimPlan
+from cya.core.timescale import Level, leaf_for
+from cya.core.treeview import FileInfo, TreeView
 from cya.errors import ConfigError, CyaError, Interrupted, TimeWentBackwards, UsageError
-from cya.fsutil import atomic_write, crash_point, fsync_dir, remove_tree
+from cya.fsutil import atomic_write, crash_point, fsync_dir, remove_tree, require_space
+from cya.hooks import HookContext, run_hooks
 from cya.interrupted import finish, undo
 from cya.opentree import OpenTree, open_tree
 from cya.runs import cache_base
@@ -52,8 +56,10 @@ from cya.tree import INDEX, BackupJournal, Tree, capture, publish, run_dir, seed
 
 if TYPE_CHECKING:
     from cya.actions.archive import ArchiveResult
+    from cya.monitoring import Monitor
 
 T = TypeVar("T")
+log = logging.getLogger("cya")
 
 FUTURE_SLACK = timedelta(minutes=10)  # a clock a little ahead of the real one is fine
 
@@ -67,6 +73,8 @@ class BackupRequest:
     archive: bool = True
     allow_future: bool = False
     progress: Callable[[str], None] | None = None
+    monitor: Monitor | None = None  # pings start once the lock is held
+    live: Callable[[str], None] | None = None  # a status line on a terminal
 
 
 @dataclass
@@ -79,6 +87,29 @@ class BackupResult:
     warnings: list[str] = field(default_factory=list)  # kept backup, but exit 1
     trim: TrimResult | None = None
     archive: ArchiveResult | None = None
+    upcoming: TrimPlan | None = None  # (dry run) what the trim after this backup would do
+
+    def as_json(self) -> dict:
+        """``cya backup --json``: every time ISO 8601 with its offset."""
+        placement = self.placement
+        return {
+            "version": 1,
+            "dry_run": self.dry_run,
+            "time": iso(placement.time),
+            "leaf": placement.leaf.relpath,
+            "base": placement.base.relpath if placement.base else None,
+            "full": placement.full,
+            "new_levels": [level.relpath for level in placement.new_levels],
+            "reason": placement.reason(),
+            "finished_interrupted": self.finished,
+            "statistics": self.statistics,
+            "unreadable": [fileindex.shown(p) for p in self.unreadable],
+            "archive": self.archive.as_json() if self.archive is not None else None,
+            "trim": self.trim.as_json() if self.trim is not None else None,
+            "would_trim": ([str(d.level) for d in self.upcoming.delete]
+                           if self.upcoming is not None else None),
+            "warnings": self.warnings,
+        }
 
 
 def resolve_sources(settings: Settings) -> list[tuple[Path, Path]]:
@@ -137,35 +168,81 @@ def run(settings: Settings, request: BackupRequest) -> BackupResult:
     what the archive now holds can be trimmed in the same run.
     """
     passphrase, sources = check(settings, request)
-    with open_tree(settings, write=not request.dry_run) as opened:
+    with open_tree(settings, write=not request.dry_run, locked=not request.dry_run) as opened:
         placement = plan(opened, request.now)
         result = BackupResult(placement, request.dry_run, opened.finished)
         if request.dry_run:
+            require_space(opened.tree.root, "the backup")
+            from cya.actions.trim import after_next_backup
+
+            result.upcoming = after_next_backup(opened.view, settings, request.now,
+                                                opened.catalog.blobs())
             return result
-        if placement.broken is not None:
-            result.warnings.append(f"the {placement.base.kind} chain {placement.base} is "
-                                   f"broken ({placement.broken}); this backup starts a new "
-                                   "full there; run: cya check")
-        _backup(opened, placement, passphrase, sources, result)
-        opened.rescan()
-        guard = None
-        if request.archive and settings.archive.enabled:
-            result.archive = _archive(opened, request.now, result, request.progress)
-            guard = _guard(opened, result.archive)
-        if request.trim:
-            result.trim = _kept_despite(result, placement.time, "trimming",
-                                        lambda: trim_opened(opened, request.now, dry_run=False,
-                                                            guard=guard))
-            if result.trim is not None:
-                result.warnings += result.trim.warnings
-        if result.unreadable:
-            shown = ", ".join(fileindex.shown(p) for p in result.unreadable[:3])
-            more = f" and {len(result.unreadable) - 3} more" if len(result.unreadable) > 3 else ""
-            result.warnings.append(
-                f"backup {show_time(placement.time)} is kept, but {len(result.unreadable)} "
-                f"file(s) could not be read and are not in it: {shown}{more}; fix their "
-                "permissions or exclude them")
+        if request.monitor is not None:
+            request.monitor.start()
+        context = HookContext(settings.tree, settings.config_path, placement.leaf.relpath,
+                              placement.time)
+        try:
+            run_hooks("before_backup", settings.hooks, context)
+            _backup_and_after(opened, placement, passphrase, sources, request, result)
+        except CyaError as error:
+            _on_error(settings, dataclasses.replace(context, status="failed",
+                                                    error=error.one_line()))
+            raise
+        done = dataclasses.replace(context, status="partial" if result.warnings else "ok",
+                                   error="; ".join(result.warnings))
+        try:
+            run_hooks("after_backup", settings.hooks, done)
+        except CyaError as error:
+            result.warnings.append(f"backup {show_time(placement.time)} is kept, but the "
+                                   f"after_backup hook failed: {error.one_line()}")
+        if result.warnings:
+            _on_error(settings, dataclasses.replace(done, status="partial",
+                                                    error="; ".join(result.warnings)))
         return result
+
+
+def _on_error(settings: Settings, context: HookContext) -> None:
+    """Run the on_error hooks; their own failure is only logged (the run's error stands)."""
+    try:
+        run_hooks("on_error", settings.hooks, context)
+    except CyaError as error:
+        log.warning("the on_error hook failed too: %s", error.one_line())
+
+
+def _backup_and_after(opened: OpenTree, placement: Placement, passphrase: str | None,
+                      sources: list[tuple[Path, Path]], request: BackupRequest,
+                      result: BackupResult) -> None:
+    """The backup (remote sources mounted for it), then archive and trim."""
+    settings = opened.settings
+    if placement.broken is not None:
+        result.warnings.append(f"the {placement.base.kind} chain {placement.base} is "
+                               f"broken ({placement.broken}); this backup starts a new "
+                               "full there; run: cya check")
+    with sshfs.mounted(settings.remote_sources, settings.ssh_options) as mounts:
+        result.warnings += mounts.warnings()
+        every = sources + [(Path(m.source.spelling), m.path) for m in mounts.mounts]
+        if not every:
+            raise CyaError("no source could be read: every remote source failed to mount",
+                           "check the hosts and ssh_options; nothing was written")
+        _backup(opened, placement, passphrase, every, result, mounts.foreign(), request.live)
+    guard = None
+    if request.archive and settings.archive.enabled:
+        result.archive = _archive(opened, request.now, result, request.progress, request.live)
+        guard = _guard(opened, result.archive)
+    if request.trim:
+        result.trim = _kept_despite(result, placement.time, "trimming",
+                                    lambda: trim_opened(opened, request.now, dry_run=False,
+                                                        guard=guard))
+        if result.trim is not None:
+            result.warnings += result.trim.warnings
+    if result.unreadable:
+        shown = ", ".join(fileindex.shown(p) for p in result.unreadable[:3])
+        more = f" and {len(result.unreadable) - 3} more" if len(result.unreadable) > 3 else ""
+        result.warnings.append(
+            f"backup {show_time(placement.time)} is kept, but {len(result.unreadable)} "
+            f"file(s) could not be read and are not in it: {shown}{more}; fix their "
+            "permissions or exclude them")
 
 
 def plan(opened: OpenTree, now: datetime) -> Placement:
@@ -189,7 +266,8 @@ def plan(opened: OpenTree, now: datetime) -> Placement:
 
 
 def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
-            sources: list[tuple[Path, Path]], result: BackupResult) -> None:
+            sources: list[tuple[Path, Path]], result: BackupResult,
+            also_never: list[Path], live: Callable[[str], None] | None = None) -> None:
     """Steps 3-9 for one placement."""
     tree = opened.tree
     time = placement.time
@@ -206,7 +284,8 @@ def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
     )
     try:
         with duplicity.Duplicity(opened.settings, passphrase) as runner:
-            _make(opened, placement, journal, cache, runner, [real for _, real in sources])
+            _make(opened, placement, journal, cache, runner, [real for _, real in sources],
+                  also_never, live)
     except (Interrupted, KeyboardInterrupt) as error:
         how = (" " + error.message.removeprefix("interrupted ")
                if isinstance(error, Interrupted) else "")
@@ -225,21 +304,42 @@ def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
         if journal.phase != "captured":
             undo(tree, journal)
         raise _os_error(error, tree) from None
+    added = _added(opened.view, placement, journal, run_dir(tree, journal) / "files")
     finish(tree, opened.catalog, journal, placement)
+    opened.changed(opened.view.with_files(added))
     duplicity.drop_caches(cache)
     result.statistics = journal.statistics or {}
     result.unreadable = journal.unreadable or []
 
 
+def _added(view: TreeView, placement: Placement, journal: BackupJournal, files: Path
+           ) -> dict[Level, dict[str, FileInfo]]:
+    """The files each level gained from a published backup (new levels: the base's files
+    they were seeded with and the new ones), so the tree need not be scanned again."""
+    levels = len(placement.link_into)
+    new = {}
+    for name in journal.new or []:
+        info = os.stat(files / name)
+        new[name] = FileInfo(info.st_size, info.st_ino, levels)
+    seeded = {name: dataclasses.replace(found, links=found.links + len(placement.new_levels))
+              for name, found in view.info.get(placement.base, {}).items()
+              if name in set(journal.seeded or [])} if placement.base else {}
+    added = {level: {**seeded, **new} for level in placement.new_levels}
+    if placement.base is not None:
+        added[placement.base] = new
+    return added
+
+
 def _archive(opened: OpenTree, now: datetime, result: BackupResult,
-             progress: Callable[[str], None] | None) -> ArchiveResult | None:
+             progress: Callable[[str], None] | None,
+             live: Callable[[str], None] | None = None) -> ArchiveResult | None:
     """Put what is due off-site; a failure is a warning (the backup stays). When the
     bucket lost something the tree no longer holds, that is a warning too."""
     from cya.actions.archive import archive_opened
 
     archived = _kept_despite(result, result.placement.time, "archiving",
                              lambda: archive_opened(opened, now, dry_run=False,
-                                                    progress=progress))
+                                                    progress=progress, live=live))
     if archived is not None and archived.lost_backups:
         result.warnings.append(
             f"the archive is damaged: the bucket lost {len(archived.lost)} bag(s) and can no "
@@ -272,7 +372,8 @@ def _kept_despite(result: BackupResult, time: datetime, doing: str, step: Callab
 
 
 def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
-          cache: duplicity.Cache, runner: duplicity.Duplicity, sources: list[Path]) -> None:
+          cache: duplicity.Cache, runner: duplicity.Duplicity, sources: list[Path],
+          also_never: list[Path], live: Callable[[str], None] | None = None) -> None:
     """Steps 3-7: journal, seed, duplicity, capture, publish."""
     tree = opened.tree
     journal.save(tree)
@@ -284,17 +385,36 @@ def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
     journal.seeded = seed(tree, None if placement.full else placement.base, files)
     (work / "tmp").mkdir(mode=0o700)
     crash_point("after-seed")
-    never = _never(tree.root, cache.archive_dir)
+    never = _never(tree.root, cache.archive_dir) + also_never
+    recorded = Path(os.path.realpath(tree.metadata))
+    stats = metadata.record(sources, recorded, skip=never)
+    log.info("metadata: %s", stats.summary())
+    journal.metadata = str(recorded)
     argv = duplicity.backup_argv(
         full=placement.full, settings=opened.settings, sources=sources, target=files,
-        cache=cache, tempdir=work / "tmp", time=placement.time, never=never)
+        cache=cache, tempdir=work / "tmp", time=placement.time, never=never, also=[recorded])
     cache.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     duplicity.adopt_cache(cache)
+    seeded = set(journal.seeded)
+
+    def progress(paths: int) -> None:
+        # volumes are written in duplicity's temp dir, then moved into the target
+        written = sum(entry.stat().st_size for entry in os.scandir(files)
+                      if entry.name not in seeded and entry.is_file())
+        written += sum(os.path.getsize(os.path.join(root, name))
+                       for root, _dirs, names in os.walk(work / "tmp") for name in names
+                       if os.path.isfile(os.path.join(root, name)))
+        live(f"backing up: {paths} path(s) added, changed or deleted; "
+             f"{units.size(written)} written")
+
     outcome = runner.run(argv, work / "duplicity.log", doing="back up",
-                         pass_fds=[opened.lock.fd] if opened.lock.fd is not None else [])
+                         pass_fds=[opened.lock.fd] if opened.lock.fd is not None else [],
+                         live=progress if live else None)
     new = capture(files, journal.seeded)
     index = work / INDEX
-    atomic_write(index, fileindex.encode(_describe(duplicity.file_changes(outcome))))
+    ours = fileindex.under(str(recorded.parent))  # cya's own state: not the user's files
+    changes = [c for c in duplicity.file_changes(outcome) if not ours(c[1])]
+    atomic_write(index, fileindex.encode(_describe(changes)))
     seeded_times = complete_backup_times(journal.seeded)
     journal.parent = format_time(seeded_times[-1]) if seeded_times else None
     if placement.time not in complete_backup_times(new):

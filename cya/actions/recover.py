@@ -93,6 +93,11 @@ def run(request: RecoverRequest) -> RecoverResult:
             _add_records(catalog, remote, result)
             result.years = [y.year for y in catalog.archived_years()]
             result.backups = [p.time for p in catalog.points()]
+        if result.warnings and not (result.years or result.backups):
+            raise ArchiveError("nothing in the bucket could be recovered: every record is "
+                               f"damaged ({result.warnings[0].removeprefix('left out: ')})",
+                               "nothing was written; run: cya archive verify on a machine "
+                               "with the tree, or restore with plain tools (README)")
     except BaseException:
         # so that recover can simply run again
         remove_tree(tree.root if made else tree.state)

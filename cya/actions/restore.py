@@ -18,30 +18,42 @@ and never at the cost of anything the user has.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import secrets
 import time as wallclock
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cya import duplicity
+from cya import duplicity, metadata
 from cya.browse import FileLister, private_tempdir, show_gap
-from cya.clock import show_time
+from cya.clock import iso, show_time
 from cya.config import Settings, read_passphrase
-from cya.core import fileindex
+from cya.core import fileindex, units
 from cya.core.chains import Restorable, bytes_to_read, choose, restorable
 from cya.core.names import format_time
 from cya.core.treeview import TreeView
-from cya.errors import CommandFailed, CyaError, Interrupted, UsageError, from_os_error
+from cya.errors import (
+    CommandFailed,
+    CyaError,
+    Interrupted,
+    MetadataError,
+    UsageError,
+    from_os_error,
+)
 from cya.fsutil import fsync_dir, remove_tree
+from cya.hooks import HookContext, run_hooks
 from cya.opentree import OpenTree, open_tree
 from cya.runs import Run, cache_base
 
 if TYPE_CHECKING:
     from cya.archive.retrieve import ArchiveFetch
+
+log = logging.getLogger("cya")
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,8 @@ class RestoreRequest:
     wait: bool = False
     dry_run: bool = False
     max_cost: float | None = None  # refuse a thaw whose estimate is dearer (USD)
+    metadata: bool = True  # re-apply what duplicity loses (--no-metadata: don't)
+    strict_metadata: bool = False  # exit 1 when some of it could not be re-applied
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,25 @@ class RestorePlan:
     fetch: ArchiveFetch | None = None  # restoring from the archive: what it takes
     tier: str = "bulk"
     archive_closer: datetime | None = None  # the archive holds a backup nearer the date
+    metadata_dir: str | None = None  # where the backup holds cya's metadata (absolute)
+    metadata: bool = True
+    strict_metadata: bool = False
+
+    def as_json(self) -> dict:
+        """``cya restore --dry-run --json``: every time ISO 8601 with its offset."""
+        fetch = None
+        if self.fetch is not None:
+            cost = self.fetch.estimate
+            fetch = {"tier": self.tier, "bags": cost.objects, "thawed_bytes": cost.thawed_bytes,
+                     "fetched_bytes": cost.fetched_bytes, "hours": cost.hours,
+                     "dollars": round(cost.dollars, 2)}
+        return {"version": 1, "asked": iso(self.asked), "backup": iso(self.backup.time),
+                "level": str(self.backup.level), "full": self.backup.full,
+                "chain_length": self.backup.chain_length, "volumes": self.backup.volumes,
+                "bytes_to_read": self.bytes_to_read, "target": str(self.target),
+                "path": fileindex.shown(self.path) if self.path else None,
+                "explanation": self.explain(), "from_archive": fetch,
+                "archive_closer": iso(self.archive_closer) if self.archive_closer else None}
 
     def explain(self) -> str:
         gap = show_gap(self.asked, self.backup.time)
@@ -182,8 +215,11 @@ def _plan(opened: OpenTree, request: RestoreRequest) -> RestorePlan:
     present = _present_times(opened.view)
     closer = (archived_backup.time if archived_backup is not None
               and archived_backup.time > backup.time else None)
+    record = catalog.backup(format_time(backup.time))
     return RestorePlan(asked, backup, to_read, request.target, relative, bool(later),
-                       any(t in present for t in later), fetch, request.tier, closer)
+                       any(t in present for t in later), fetch, request.tier, closer,
+                       record.metadata if record is not None else None, request.metadata,
+                       request.strict_metadata)
 
 
 def _present_times(view: TreeView) -> set[str]:
@@ -227,15 +263,17 @@ class RestoreResult:
     target: Path
     replaced: int = 0  # entries of the target the restore replaced
     aside: Path | None = None  # where those entries are kept
+    metadata: list[str] = field(default_factory=list)  # one line per kind re-applied
+    metadata_failed: int = 0
 
 
 def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
-        say: Callable[[str], None] = lambda text: None) -> RestoreResult:
+        say: Callable[[str], None] = lambda text: None,
+        live: Callable[[str], None] | None = None) -> RestoreResult:
     """Restore per ``the_plan``; raise CyaError if duplicity fails (the target untouched),
     ThawPending while archived bags are still thawing."""
     passphrase = read_passphrase(settings)
     target = the_plan.target
-    run_record = Run.current()
     archived = the_plan.fetch is not None
     # from the archive, the tree is not read: no lock, so a thaw of hours or days never
     # holds up the daily backup
@@ -243,40 +281,130 @@ def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
         source = opened.tree.files_dir(the_plan.backup.level)
         if not archived:
             _check_sizes(opened, the_plan.backup, source)
-        created = _make_target(target)
-        staging = run_record.own(target / f".cya-restore-{secrets.token_hex(4)}")
+        context = HookContext(settings.tree, settings.config_path,
+                              the_plan.backup.level.relpath, the_plan.backup.time,
+                              restore_target=target)
+        run_hooks("before_restore", settings.hooks, context)
         try:
-            staging.mkdir(mode=0o700)
-            if archived:
-                source = _from_archive(opened, the_plan, wait, say, staging / "fetched")
-            restored = staging / "restored"
-            out = restored / Path(the_plan.path).name if the_plan.path else restored
-            if the_plan.path:
-                restored.mkdir()
-            with private_tempdir() as work, duplicity.Duplicity(settings, passphrase) as runner:
-                argv = duplicity.reading_argv(
-                    "restore", settings=settings,
-                    source=chain_view(source, the_plan.backup, work / "chain"),
-                    time=the_plan.backup.time,
-                    work=work, extra=[*(["--path-to-restore", the_plan.path]
-                                        if the_plan.path else []), str(out)])
-                try:
-                    runner.run(argv, work / "duplicity.log",
-                               doing=f"restore into {target}")
-                except CommandFailed as error:
-                    raise _restore_failure(error, the_plan, target) from None
-            return _merge_into(restored, target)
-        except Interrupted as error:
-            raise Interrupted(f"the restore into {target} was {error.message}",
-                              "nothing of it was put in place; run it again") from None
-        except BaseException:
-            if created:
-                remove_tree(staging)
-                _remove_if_empty(target)
+            result = _restore(opened, the_plan, passphrase, source, wait, say, live)
+        except CyaError as error:
+            _on_error(settings, dataclasses.replace(context, status="failed",
+                                                    error=error.one_line()))
             raise
-        finally:
+        run_hooks("after_restore", settings.hooks, context)
+        return result
+
+
+def _on_error(settings: Settings, context: HookContext) -> None:
+    try:
+        run_hooks("on_error", settings.hooks, context)
+    except CyaError as error:
+        log.warning("the on_error hook failed too: %s", error.one_line())
+
+
+def _restore(opened: OpenTree, the_plan: RestorePlan, passphrase: str | None, source: Path,
+             wait: bool, say: Callable[[str], None],
+             live: Callable[[str], None] | None = None) -> RestoreResult:
+    """Restore into staging inside the target, re-apply metadata, merge into the target."""
+    settings = opened.settings
+    target = the_plan.target
+    run_record = Run.current()
+    archived = the_plan.fetch is not None
+    created = _make_target(target)
+    staging = run_record.own(target / f".cya-restore-{secrets.token_hex(4)}")
+    try:
+        staging.mkdir(mode=0o700)
+        if archived:
+            source = _from_archive(opened, the_plan, wait, say, staging / "fetched")
+        restored = staging / "restored"
+        out = restored / Path(the_plan.path).name if the_plan.path else restored
+        if the_plan.path:
+            restored.mkdir()
+        with private_tempdir() as work, duplicity.Duplicity(settings, passphrase) as runner:
+            argv = duplicity.reading_argv(
+                "restore", settings=settings,
+                source=chain_view(source, the_plan.backup, work / "chain"),
+                time=the_plan.backup.time,
+                work=work, extra=[*(["--path-to-restore", the_plan.path]
+                                    if the_plan.path else []), str(out)])
+            free = os.statvfs(target).f_bavail * os.statvfs(target).f_frsize
+
+            def progress(_paths: int) -> None:
+                info = os.statvfs(target)
+                live(f"restoring: {units.size(max(0, free - info.f_bavail * info.f_frsize))}"
+                     " written")
+
+            try:
+                runner.run(argv, work / "duplicity.log",
+                           doing=f"restore into {target}", live=progress if live else None)
+                report = _reapply(the_plan, restored, out, runner, source, work)
+            except CommandFailed as error:
+                raise _restore_failure(error, the_plan, target) from None
+        result = _merge_into(restored, target)
+        if report is not None:
+            result.metadata = report.lines()
+            result.metadata_failed = report.failed
+            if the_plan.strict_metadata and report.failed:
+                raise MetadataError(
+                    f"restored into {target}, but the metadata was not fully re-applied: "
+                    + "; ".join(o.line() for o in report.outcomes if o.failed),
+                    "restore as root onto a file system with ACLs and xattrs, or "
+                    "without --strict-metadata")
+        return result
+    except Interrupted as error:
+        raise Interrupted(f"the restore into {target} was {error.message}",
+                          "nothing of it was put in place; run it again") from None
+    except BaseException:
+        if created:
             remove_tree(staging)
-            run_record.disown(staging)
+            _remove_if_empty(target)
+        raise
+    finally:
+        remove_tree(staging)
+        run_record.disown(staging)
+
+
+def _reapply(the_plan: RestorePlan, restored: Path, out: Path, runner: duplicity.Duplicity,
+             source: Path, work: Path) -> metadata.ApplyReport | None:
+    """Re-apply the metadata the backup recorded (cya/metadata.py) to what duplicity
+    restored, and take cya's metadata directory out of the restore. None when the
+    backup holds none (made before cya recorded it) or ``--no-metadata``."""
+    if the_plan.metadata_dir is None:
+        return None
+    inside = the_plan.metadata_dir.strip("/")
+    if the_plan.path is None:
+        recorded = restored / inside
+        try:
+            if not the_plan.metadata or not recorded.is_dir():
+                return None
+            return metadata.apply(recorded, "", restored)
+        finally:
+            _remove_with_empty_parents(recorded, restored)
+    if not the_plan.metadata:
+        return None
+    recorded = work / "metadata"
+    argv = duplicity.reading_argv(
+        "restore", settings=runner.settings,
+        source=chain_view(source, the_plan.backup, work / "metadata-chain"),
+        time=the_plan.backup.time, work=work,
+        extra=["--path-to-restore", inside, str(recorded)])
+    try:
+        runner.run(argv, work / "metadata.log", doing="restore the recorded metadata")
+    except CommandFailed:
+        return None  # the backup holds no metadata directory
+    return metadata.apply(recorded, the_plan.path, out)
+
+
+def _remove_with_empty_parents(path: Path, top: Path) -> None:
+    """Remove ``path`` and then each parent up to (not including) ``top`` left empty."""
+    remove_tree(path)
+    for parent in path.parents:
+        if parent == top or not parent.is_relative_to(top):
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
 
 
 def chain_view(files: Path, backup: Restorable, view: Path) -> Path:
@@ -300,7 +428,7 @@ def _from_archive(opened: OpenTree, the_plan: RestorePlan, wait: bool,
     thaw(remote, opened.catalog, the_plan.fetch, the_plan.tier, wait, say)
     fetched.mkdir(mode=0o700)
     received = fetch(remote, the_plan.fetch, fetched)
-    say(f"fetched {received} bytes from {len(the_plan.fetch.bags)} bag(s), "
+    say(f"fetched {units.size(received)} from {len(the_plan.fetch.bags)} bag(s), "
         "every SHA-256 verified")
     return fetched / the_plan.backup.level.relpath / "files"
 
@@ -319,8 +447,9 @@ def _check_sizes(opened: OpenTree, backup: Restorable, source: Path) -> None:
             except FileNotFoundError:
                 size = None
             if size != recorded[name][0]:
-                raise CyaError(f"{name} in {backup.level} is damaged ({size} bytes, "
-                               f"{recorded[name][0]} when it was written)",
+                found = "missing" if size is None else f"{size} bytes"
+                raise CyaError(f"{name} in {backup.level} is damaged ({found}, "
+                               f"{recorded[name][0]} bytes when it was written)",
                                "run: cya check (it says how to repair it); other backups "
                                "whose chains do not need it still restore")
 

@@ -96,13 +96,6 @@ def plan_trim(
                     tuple(sorted(keep, key=lambda d: d.level)))
 
 
-def without(levels: Collection[Level], plan: TrimPlan) -> set[Level]:
-    """The levels left after applying ``plan`` (a deleted level takes its subtree along)."""
-    doomed = [d.level for d in plan.delete]
-    return {level for level in levels
-            if not any(level == gone or gone.is_ancestor_of(level) for gone in doomed)}
-
-
 def finished_years(view: TreeView) -> list[Level]:
     """Year levels before the newest backup's year (DESIGN.md 4: a year is finished
     once the tree holds a backup in a later year)."""

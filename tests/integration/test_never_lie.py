@@ -200,7 +200,7 @@ def test_changing_week_start_keeps_every_week_in_the_year_index(tmp_path, s3):  
     assert f"{WEEK}" in levels and len(levels) == 3
     change_source(ws.source, 2)
     out = ws.backup("2013-01-08T12:00").stdout
-    assert "archived 2000/2010/2012" in out
+    assert "year(s) 2000/2010/2012" in out
     index = json.loads(s3.get_object(Bucket=s3.bucket, Key="years/2012.json")["Body"].read())
     indexed = {path.rsplit("/files/", 1)[0] for path in index["files"]}
     assert levels <= indexed, sorted(levels - indexed)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import cya.core
 
-ALLOWED = {"__future__", "collections", "dataclasses", "datetime", "enum", "re", "typing",
-           "dateutil", "math", "functools", "itertools", "bisect", "heapq", "fnmatch",
+ALLOWED = {"__future__", "base64", "collections", "dataclasses", "datetime", "enum", "re",
+           "typing", "dateutil", "math", "functools", "itertools", "bisect", "heapq", "fnmatch",
            "hashlib", "json", "cya"}  # no os, subprocess, sqlite3, boto3, click
 
 
