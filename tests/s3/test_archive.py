@@ -195,8 +195,8 @@ def test_archive_verify_finds_a_missing_object(archived):
     assert [y["year"] for y in status["years"]] == ["2000/2010/2012", "2000/2010/2013",
                                                     "2000/2010/2014"]
     assert status["bags"] == len(keys(s3, "bags/")) and status["damaged"] == []
-    assert status["backups"] == len(keys(s3, "backups/")) and status["newest"] == \
-        "20150106T120000Z"
+    assert status["backups"] == len(keys(s3, "backups/"))
+    assert status["newest"].startswith("2015-01-06T12:00:00")
 
 
 def test_recover_rebuilds_config_and_catalog_from_the_bucket(archived, tmp_path):
