@@ -195,7 +195,7 @@ def test_daily_backups_are_off_site_the_same_day_and_the_bucket_alone_restores(t
     # find and ls name what the archive holds, from the encrypted indexes: no thaw
     found_json = json.loads(new.cya("find", ADDED, "--json").stdout)
     assert [f["backup"] for f in found_json] == \
-        [stamp(day) for day in kept if day >= "2026-03-12"]
+        [f"{day}T12:00:00Z" for day in kept if day >= "2026-03-12"]
     assert all(f["archive_only"] and f["archive_cost_usd"] is not None for f in found_json)
     assert all([m["path"].rsplit("/", 2)[1:] for m in f["matches"]] == [["docs", ADDED]]
                for f in found_json)
