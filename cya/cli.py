@@ -36,6 +36,7 @@ from cya.core.dates import (
     parse_when,
 )
 from cya.core.fileindex import shown
+from cya.core.remote import looks_remote
 from cya.errors import EXIT_FAILED, CyaError, UsageError, from_os_error
 
 if TYPE_CHECKING:
@@ -312,7 +313,8 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
     absolute = config.absolute
     result = init_action.run(init_action.InitRequest(
         config_path=absolute(config.config_path_for_init(obj.config_file)),
-        sources=tuple(absolute(s) for s in sources),
+        # user@host:/path is a remote source, kept as written
+        sources=tuple(s if looks_remote(str(s)) else absolute(s) for s in sources),
         tree=absolute(tree) if tree is not None else None,
         passphrase_file=passphrase_file,
         gpg_key=gpg_key, no_encryption=no_encryption, bucket=bucket, prefix=prefix,
@@ -865,5 +867,165 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
     if state.archive is not None and state.archive["damaged"]:
         sys.exit(EXIT_FAILED)
 
+
+@main.command()
+@click.option("--read-data-subset", "subset_text", metavar="P",
+              help="Read only part of the files: n/m reads the n-th of m slices (by name), "
+                   "P% a share that moves on with every run (ceil(100/P) runs read all).")
+@click.option("--record", is_flag=True,
+              help="Hash the files with no recorded SHA-256 and record them as they are now.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def check(obj: Context, subset_text: str | None, record: bool, as_json: bool) -> None:
+    """Verify the tree: every duplicity file against the SHA-256 recorded when it entered,
+    hard links, and each level's chains by name; exit 1 on any problem."""
+    from cya.actions import check as check_action
+    from cya.core.integrity import parse_subset
+
+    subset = None
+    if subset_text is not None:
+        try:
+            subset = parse_subset(subset_text)
+        except ValueError as error:
+            raise UsageError(f"--read-data-subset {error}",
+                             "e.g. --read-data-subset 10% or --read-data-subset 2/7") from None
+    live = Live(-1 if as_json else obj.verbosity)
+
+    def progress(files: int, of_files: int, done: int, total: int) -> None:
+        live(f"checking: {files} of {of_files} file(s), {_size(done)} of {_size(total)}")
+
+    try:
+        report = check_action.run(obj.settings(), check_action.CheckRequest(
+            subset=subset, record=record, progress=progress))
+    finally:
+        live.clear()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        _render_check(obj, report)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _render_check(obj: Context, report) -> None:
+    obj.say(f"checked {report.tree}: {report.files} duplicity file(s) in {report.levels} "
+            f"level(s), {report.inodes} on disk, {_size(report.bytes)}")
+    share = f" (--read-data-subset {report.subset})" if report.subset else ""
+    obj.say(f"read {report.read_files} file(s), {_size(report.read_bytes)}{share}: "
+            f"{report.verified} match the SHA-256 recorded when they entered the tree")
+    if report.skipped:
+        obj.say(f"{report.skipped} file(s) are left to other runs of the subset")
+    if report.recorded:
+        obj.say(f"recorded the SHA-256 of {report.recorded} file(s) as they are now")
+    if report.not_verifiable:
+        obj.say(f"note: {report.not_verifiable} file(s) have no recorded SHA-256 and were not "
+                "verified; to record them as they are now: cya check --record")
+    for note in report.notes:
+        obj.say(f"note: {note}")
+    for finding in report.warnings:
+        click.echo(f"cya: warning: {_finding(finding)}", err=True)
+    for finding in report.problems:
+        click.echo(f"cya: problem: {_finding(finding)}", err=True)
+    if report.repair_command:
+        click.echo(f"cya: repair them with: {report.repair_command}", err=True)
+    if report.ok:
+        obj.say("no problem found" + (" (see the warnings)" if report.warnings else ""))
+
+
+def _finding(finding) -> str:
+    from cya.actions.check import FILE_KINDS
+
+    where = ", ".join(finding.levels)
+    if finding.kind in ("chain", "empty-level"):
+        return f"level {where}: {finding.detail}"
+    if finding.kind in ("unknown", "copy"):
+        return f"{finding.name} {finding.detail}" if finding.kind == "copy" else finding.detail
+    text = f"{finding.name} {finding.detail} {'from' if finding.kind == 'missing' else 'in'} " \
+           f"{where}"
+    if finding.kind in FILE_KINDS:
+        text += f"; {finding.source_detail}"
+    return text
+
+
+@main.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--tier", type=click.Choice(["bulk", "standard"]), default="bulk",
+              show_default=True, help="Archive retrieval tier, when the bucket has the copy.")
+@click.option("--wait", is_flag=True, help="Wait for an archive thaw to finish.")
+@click.option("--max-cost", metavar="USD", type=float,
+              help="Refuse a thaw whose estimate is dearer.")
+@click.option("--dry-run", is_flag=True, help="Say what would be repaired from where.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def repair(obj: Context, names: tuple[str, ...], tier: str, wait: bool,
+           max_cost: float | None, dry_run: bool, as_json: bool) -> None:
+    """Put back damaged or missing duplicity files (NAMEs, or what the last cya check
+    found) from a good copy in another level or in the bucket."""
+    from cya.actions import repair as repair_action
+
+    result = repair_action.run(obj.settings(), repair_action.RepairRequest(
+        names=names, tier=tier, wait=wait, dry_run=dry_run, max_cost=max_cost),
+        say=(lambda text: None) if as_json else obj.say)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        _render_repair(obj, result)
+    if not result.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _render_repair(obj: Context, result) -> None:
+    the_plan = result.plan
+    if not result.asked:
+        obj.say("nothing to repair: the last cya check found no damaged or missing file")
+    for name in the_plan.fine:
+        obj.say(f"{name}: every level holds a good copy")
+    done = {fix.name for fix in result.repaired}
+    for fix in the_plan.fixes:
+        verb = "repaired" if fix.name in done else "would repair"
+        source = (f"the copy in {fix.good_level}" if fix.good_level is not None
+                  else f"the bucket ({fix.blob.bag})")
+        obj.say(f"{verb} {fix.name} ({fix.why}) from {source}")
+    if the_plan.fetch is not None and result.dry_run:
+        cost = the_plan.fetch.estimate
+        obj.say(f"from the archive: thaw {cost.objects} bag(s), {_size(cost.thawed_bytes)} "
+                f"({cost.tier}, about {cost.hours} hours), fetch {_size(cost.fetched_bytes)}; "
+                f"about ${cost.dollars:.2f}")
+    for name, why in the_plan.impossible:
+        click.echo(f"cya: problem: {name} cannot be repaired: {why}", err=True)
+    if result.repaired:
+        obj.say("next: cya check")
+
+
+@main.group("config")
+def config_group() -> None:
+    """The config file (subcommand: validate)."""
+
+
+@config_group.command("validate")
+@click.option("--config", "config_file", metavar="FILE",
+              help="The config file to check (default: as for every command).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def config_validate(obj: Context, config_file: str | None, as_json: bool) -> None:
+    """Validate the config without needing the tree (exit 0 valid, 2 invalid)."""
+    from cya.actions import validate
+    from cya.errors import EXIT_USAGE
+
+    result = validate.run(config_file or obj.config_file)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for problem in result.problems:
+            click.echo(f"cya: problem: {problem}", err=True)
+        for note in result.notes:
+            obj.say(f"note: {note}")
+        if result.valid:
+            obj.say(f"{result.config}: valid")
+        else:
+            click.echo(f"cya: error: {result.config} is not valid ({len(result.problems)} "
+                       "problem(s))", err=True)
+    if not result.valid:
+        sys.exit(EXIT_USAGE)
 
 _size = units.size

@@ -278,7 +278,8 @@ def file_changes(outcome: Outcome) -> list[tuple[str, str]]:
 
     Names come from each record's escaped control field; names duplicity's log dropped
     (not UTF-8) from its console output, where they are the only lines that do not
-    decode as UTF-8.
+    decode as UTF-8. (A name that is not UTF-8 *and* holds a line break is printed on
+    two lines there and recorded only up to the break: the backup itself holds it whole.)
     """
     changes = []
     for record in outcome.records:
@@ -299,7 +300,8 @@ def file_changes(outcome: Outcome) -> list[tuple[str, str]]:
 
 def unreadable_files(records: Sequence[LogRecord]) -> list[str]:
     """Paths duplicity could not read (it warns and goes on without them)."""
-    return [unescape(record.extra) for record in records
+    # duplicity names them by their absolute path; changes are relative to "/"
+    return [unescape(record.extra).lstrip("/") for record in records
             if record.level == "WARNING" and record.code == UNREADABLE_FILE_WARNING]
 
 

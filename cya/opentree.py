@@ -57,6 +57,13 @@ class OpenTree:
         return self.tree.identity(self.catalog.tree_id)
 
 
+def unopened(settings: Settings) -> Tree:
+    """The configured tree without opening it: only for ``cya init`` (which makes or
+    adopts it, so there is no state to open yet) and ``cya config validate`` (which only
+    looks whether it is there). Every other command opens it with ``open_tree``."""
+    return Tree(settings.tree)
+
+
 @contextmanager
 def open_tree(settings: Settings, *, write: bool, locked: bool = True,
               despite_full_disk: bool = False,
@@ -70,7 +77,7 @@ def open_tree(settings: Settings, *, write: bool, locked: bool = True,
     ``despite_full_disk``: when finishing an interrupted
     backup fails for want of space, go on (trim, which frees space, keeps what that
     backup needs) instead of failing."""
-    tree = Tree(settings.tree)
+    tree = unopened(settings)
     tree.require()
     lock = TreeLock(tree.lock_path, shared=not write)
     if locked or write:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from cya import duplicity, metadata, sshfs
 from cya.actions.trim import TrimResult, trim_opened
+from cya.catalog import CHECK_DAMAGE
 from cya.clock import iso, show_time, wall_time
 from cya.config import Settings, read_passphrase
 from cya.core import fileindex, units
@@ -260,9 +262,22 @@ def plan(opened: OpenTree, now: datetime) -> Placement:
         ) from None
     if placement.base is not None:
         problem = chain_problem(view.sets(placement.base))
+        if problem is None:
+            problem = _checked_damage(opened, view, placement.base)
         if problem is not None:
             placement = dataclasses.replace(placement, broken=problem)
     return placement
+
+
+def _checked_damage(opened: OpenTree, view: TreeView, base: Level) -> str | None:
+    """A file of the base's newest chain that ``cya check`` found damaged (and ``cya
+    repair`` has not fixed): names alone cannot see a flipped byte."""
+    damaged = set(json.loads(opened.catalog.get_meta(CHECK_DAMAGE) or "[]"))
+    sets = view.sets(base)
+    fulls = [i for i, s in enumerate(sets) if s.full]
+    newest = sets[fulls[-1]:] if fulls else sets
+    hit = sorted(damaged & {name for s in newest for name in s.files})
+    return f"cya check found {hit[0]} damaged" if hit else None
 
 
 def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,

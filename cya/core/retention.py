@@ -213,15 +213,29 @@ def keep_points(points: Mapping[str, Level], held: Collection[str], levels: Coll
     lineage = {level for level in points.values() for level in level.lineage()}
     plan = plan_trim(set(levels) | lineage, set(complete) | lineage, keep_for, current)
     gone = [d.level for d in plan.delete]
+
+    def survives(level: Level) -> bool:
+        return not any(level == g or g.is_ancestor_of(level) for g in gone)
+
+    # the first backup of a period joined the chain of the period above it when it was
+    # placed: it lives on there after its own level is trimmed
+    first: dict[Level, str] = {}
+    for time, level in points.items():
+        for within in level.lineage():
+            if within not in first or time < first[within]:
+                first[within] = time
     decisions = {}
     for time, level in points.items():
+        holder = level
+        while not survives(holder) and holder.parent is not None and first[holder] == time:
+            holder = holder.parent
         if time in held:
             decisions[f"backup {time}"] = (True, "the tree holds it")
-        elif any(level == g or g.is_ancestor_of(level) for g in gone):
+        elif not survives(holder):
             decisions[f"backup {time}"] = (False, "the trim rules no longer keep its level "
                                                   f"{level}")
         else:
-            decisions[f"backup {time}"] = (True, f"the trim rules keep its level {level}")
+            decisions[f"backup {time}"] = (True, f"the trim rules keep its level {holder}")
     ordered = sorted(years)
     kept = ordered if keep_years == 0 else ordered[-keep_years:]
     for year in ordered:
