@@ -428,13 +428,17 @@ def trim(obj: Context, dry_run: bool, as_json: bool) -> None:
     result = trim_action.run(obj.settings(), obj.now, dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
-        return
-    _render_trim(obj, result)
-    if result.upcoming is not None:
-        _render_upcoming(obj, result.upcoming, "the next backup would trim")
-    if obj.verbosity >= 1:
-        for decision in result.plan.keep:
-            obj.say(f"keep {decision.level}: {decision.reason}")
+    else:
+        _render_trim(obj, result)
+        if result.upcoming is not None:
+            _render_upcoming(obj, result.upcoming, "the next backup would trim")
+        if obj.verbosity >= 1:
+            for decision in result.plan.keep:
+                obj.say(f"keep {decision.level}: {decision.reason}")
+    for warning in result.warnings:
+        click.echo(f"cya: warning: {warning}", err=True)
+    if result.warnings:
+        sys.exit(EXIT_FAILED)
 
 
 def _render_trim(obj: Context, result: TrimResult) -> None:

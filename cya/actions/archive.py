@@ -13,18 +13,23 @@ One run:
 3. per bag: stream the tar into a multipart upload; S3 confirms it and cya checks it
    by HEAD -> crash point after-bag-upload; its manifest (Standard)
    -> after-bag-manifest; then the catalog rows;
-4. per backup the archive can now restore alone: its file index, encrypted
+4. a kept backup or year whose record the bucket lost, or whose record names a bag the
+   bucket lost (its files went up again in a newer bag: the listing shows the bag newer
+   than the record), gets its record written again from the catalog once the bucket
+   holds every file it needs; a lost file index is sent again when the catalog has it;
+5. per backup the archive can now restore alone: its file index, encrypted
    (``indexes/TIME.gpg``), then its record (``backups/TIME.json``: the whole chain, each
    file's bag, offset, size, SHA-256) -> after-backup-record; then the catalog rows;
-5. per finished year without a record: ``years/YEAR.json`` (the year as the tree holds
+6. per finished year without a record: ``years/YEAR.json`` (the year as the tree holds
    it now) -> after-year-index; then the catalog rows;
-6. ``system/``: the catalog (without the file index and sources), the config encrypted,
-   and how the tree is encrypted;
-7. with ``archive.prune``, the remote retention (``cya archive prune --yes``).
+7. ``system/``: the catalog (without the file index and sources), the config encrypted,
+   and how the tree is encrypted (again whenever the bucket lacks one of them);
+8. with ``archive.prune``, the remote retention (``cya archive prune --yes``).
 
 A rerun after a crash anywhere repeats nothing that was recorded: a bag whose manifest
 is in the bucket with the same member digest is adopted after a HEAD, any other
-half-sent upload is aborted and sent again. Nothing archived is ever rewritten.
+half-sent upload is aborted and sent again. Nothing archived is ever rewritten, except a
+record that names a bag the bucket lost (step 4): it was no longer true.
 
 The trim asks ``Guard`` which files the bucket was seen to hold this run, and confirms
 by HEAD (size, class, checksum) the bags of the files it is about to let go of.
@@ -59,7 +64,7 @@ from cya.config import Settings, read_passphrase
 from cya.core import units
 from cya.core.bagging import BagPlan, BagSpec, NameConflict, YearFile, part_size, plan_bags
 from cya.core.chains import restorable
-from cya.core.names import format_time, parse_name
+from cya.core.names import backup_sets, format_time, parse_name
 from cya.core.retention import awaiting_archive, eligible
 from cya.core.timescale import Level
 from cya.core.treeview import TreeView
@@ -81,6 +86,7 @@ class ArchiveResult:
     adopted: list[str] = field(default_factory=list)  # bag keys found already sent
     points: list[str] = field(default_factory=list)  # backups recorded in this run
     years: list[str] = field(default_factory=list)  # years recorded in this run
+    renewed: list[str] = field(default_factory=list)  # keys of records written again
     lost: list[str] = field(default_factory=list)  # bags the bucket lost
     lost_backups: list[str] = field(default_factory=list)  # archived backups they cost
     system_copied: bool = False
@@ -94,6 +100,7 @@ class ArchiveResult:
             "upload_bytes": plan.upload_bytes, "reused_bytes": plan.reused_bytes,
             "files": plan.files, "uploaded": self.uploaded, "adopted": self.adopted,
             "recorded_backups": self.points, "recorded_years": self.years,
+            "renewed_records": self.renewed,
             "lost_bags": self.lost, "lost_backups": self.lost_backups,
             "system_copied": self.system_copied,
         }
@@ -174,12 +181,14 @@ def archive_opened(opened: OpenTree, now: datetime, dry_run: bool,
     result.safe = frozenset(name for name, blob in catalog.blobs().items()
                             if blob.bag in present)
     with Gpg(settings, read_passphrase(settings)) as gpg:
+        result.renewed = _renew_records(catalog, remote, gpg, listing, result.safe)
         result.points = _record_points(opened, remote, gpg, result.safe)
         result.years = _record_years(opened, remote, result.safe)
         result.lost_backups = _damage(catalog)
         missing = any(remote.key(k) not in listing for k in (
             layout.SYSTEM_CATALOG, layout.SYSTEM_CONFIG_KEY, layout.SYSTEM_SETUP))
-        if result.uploaded or result.points or result.years or result.lost or missing:
+        if result.uploaded or result.points or result.years or result.lost \
+                or result.renewed or missing:
             copy_system(tree, catalog, remote, settings, gpg, force_config=missing)
             result.system_copied = True
     if settings.archive.prune:
@@ -288,6 +297,54 @@ def _adoptable(remote: Remote, key: str, manifest_key: str, bag: BagSpec
     if head is None or head["ContentLength"] != manifest.size:
         return None
     return manifest
+
+
+def _renew_records(catalog: Catalog, remote: Remote, gpg: Gpg, listing: dict[str, dict],
+                   safe: frozenset[str]) -> list[str]:
+    """Write again, from the catalog, the record of every kept backup and year that the
+    bucket lost or that names a bag the bucket lost since (its files went up again in a
+    bag newer than the record), once the bucket holds every file it needs (``safe``), and
+    the encrypted file index of a kept backup the bucket lost, when the catalog has it.
+    Return the keys written."""
+    blobs = catalog.blobs()
+
+    def stale(record_key: str, names: Collection[str]) -> bool:
+        record = listing.get(record_key)
+        if record is None:
+            return True
+        for name in names:
+            bag = listing.get(blobs[name].bag)  # None: sent in this run, after the listing
+            if bag is None or bag["LastModified"] > record["LastModified"]:
+                return True
+        return False
+
+    links = catalog.index_links()
+    renewed = []
+    for point in catalog.points():
+        if not set(point.names) <= safe:
+            continue
+        if point.index_key and point.index_key not in listing and point.time in links:
+            remote.put_bytes(point.index_key, gpg.encrypt(catalog.index_delta(point.time)),
+                             "application/octet-stream")
+            renewed.append(point.index_key)
+        if stale(point.record_key, point.names):
+            chain = [name for s in backup_sets(point.names) for name in s.files]
+            record = BackupPoint(point.time, point.level,
+                                 tuple(_stored(blobs[name]) for name in chain),
+                                 point.index_key, point.archived_at)
+            remote.put_json(point.record_key, record.as_json())
+            renewed.append(point.record_key)
+    for year in catalog.archived_years():
+        files = catalog.year_files(year.year)
+        if set(files.values()) <= safe and stale(year.index_key, files.values()):
+            record = YearPoint(year.year, {path: _stored(blobs[name])
+                                           for path, name in files.items()}, year.archived_at)
+            remote.put_json(year.index_key, record.as_json())
+            renewed.append(year.index_key)
+    if renewed:
+        log.info("wrote again %d record(s) the bucket had lost or that named a lost bag",
+                 len(renewed))
+    return renewed
 
 
 def _stored(blob: BlobRecord) -> Stored:

@@ -48,6 +48,7 @@ class TrimResult:
             "bytes_freed": self.bytes_freed,
             "delete": [{"level": str(d.level), "reason": d.reason} for d in self.plan.delete],
             "keep": [{"level": str(d.level), "reason": d.reason} for d in self.plan.keep],
+            "warnings": self.warnings,
             "after_next_backup": ([{"level": str(d.level), "reason": d.reason}
                                    for d in self.upcoming.delete]
                                   if self.upcoming is not None else None),
