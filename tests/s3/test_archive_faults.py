@@ -88,7 +88,9 @@ def test_unreachable_or_missing_bucket_keeps_the_backup(tmp_path, s3):
     assert (ws.tree / "2000/2010/2012").is_dir()
     before = tree_state(ws.tree)
     assert_one_line_error(ws.cya("archive", check=False), 1, "cannot reach the bucket")
-    assert "nothing to trim" in ws.cya("trim").stdout  # nor does a trim let go of it
+    trimmed = ws.cya("trim", check=False)  # nor does a trim let go of it, and it says why
+    assert trimmed.returncode == 1 and "nothing to trim" in trimmed.stdout
+    assert "the bucket could not be checked" in trimmed.stderr
     ws.config.write_text(text.replace(s3.bucket, "cya-no-such-bucket"))
     assert_one_line_error(ws.cya("archive", check=False), 1,
                           "bucket cya-no-such-bucket does not exist", "cya archive setup")
