@@ -22,7 +22,7 @@ from cya.core.timescale import Level, leaf_for
 from cya.core.treeview import TreeView
 
 START = date(2021, 1, 1)
-AGES = [1, 3, 7, 14, 30, 60, 90, 180, 365, 2 * 365, 3 * 365, 4 * 365]
+AGES = [1, 7, 14, 30, 60, 90, 180, 270, 365, 550, 730, 900, 1095, 1300, 1460]
 
 
 def _set(start: datetime, end: datetime, full: bool) -> list[str]:
