@@ -295,7 +295,7 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
               help="Passphrase file (0600); generated if it does not exist.")
 @click.option("--gpg-key", metavar="ID", default="", help="Encrypt to this gpg key instead.")
 @click.option("--no-encryption", is_flag=True, help="Do not encrypt (not recommended).")
-@click.option("--bucket", default="", help="S3 bucket for the archive of finished years.")
+@click.option("--bucket", default="", help="S3 bucket for the off-site archive (cadence: archive.cadence).")
 @click.option("--prefix", default="", help="Key prefix in the bucket.")
 @click.option("--endpoint-url", default="", help="S3-compatible endpoint (default: AWS).")
 @click.option("--region", default="us-east-1", show_default=True)
@@ -341,7 +341,7 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
 
 @main.command()
 @click.option("--no-trim", is_flag=True, help="Do not trim after the backup.")
-@click.option("--no-archive", is_flag=True, help="Do not archive finished years after it.")
+@click.option("--no-archive", is_flag=True, help="Do not send what is due off-site after it (nor trim what the bucket lacks).")
 @click.option("--dry-run", is_flag=True, help="Say where the backup would go; change nothing.")
 @click.option("--allow-future", is_flag=True,
               help="Accept a --now later than the clock (no earlier backup can follow it).")
@@ -457,7 +457,8 @@ def _render_trim(obj: Context, result: TrimResult) -> None:
               help="Restore the newest backup at or before D: 2013-03-01 (end of that day), "
                    "2013-03-01T18:30, 3D, 2W, 1M, 1Y or now.")
 @click.option("--target", required=True, metavar="DIR", type=click.Path(path_type=Path),
-              help="Where to restore (must be empty unless --force).")
+              help="Where to restore (must be empty unless --force; never the tree, the "
+                   "cache, the config, a whole source, / or $HOME).")
 @click.option("--path", metavar="P", help="Restore only this file or directory (its path "
                                           "in the backup); it lands as DIR/<its name>.")
 @click.option("--from-archive", is_flag=True,
@@ -787,7 +788,8 @@ def timeline(obj: Context, html_file: Path | None, as_json: bool) -> None:
 @click.option("--tree", required=True, metavar="DIR", type=click.Path(path_type=Path),
               help="Where the new (empty) tree goes.")
 @click.option("--passphrase-file", metavar="F", type=click.Path(path_type=Path),
-              help="Your copy of the passphrase file (default: the path the old config named).")
+              help="Your copy of the passphrase file (needed in passphrase mode: the config "
+                   "copy in the bucket is encrypted with it).")
 @click.option("--force", is_flag=True, help="Replace an existing config file.")
 @click.pass_obj
 def recover(obj: Context, bucket, prefix, endpoint_url, region, tree, passphrase_file,
