@@ -295,7 +295,8 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
               help="Passphrase file (0600); generated if it does not exist.")
 @click.option("--gpg-key", metavar="ID", default="", help="Encrypt to this gpg key instead.")
 @click.option("--no-encryption", is_flag=True, help="Do not encrypt (not recommended).")
-@click.option("--bucket", default="", help="S3 bucket for the off-site archive (cadence: archive.cadence).")
+@click.option("--bucket", default="",
+              help="S3 bucket for the off-site archive (how soon: archive.cadence).")
 @click.option("--prefix", default="", help="Key prefix in the bucket.")
 @click.option("--endpoint-url", default="", help="S3-compatible endpoint (default: AWS).")
 @click.option("--region", default="us-east-1", show_default=True)
@@ -341,7 +342,9 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
 
 @main.command()
 @click.option("--no-trim", is_flag=True, help="Do not trim after the backup.")
-@click.option("--no-archive", is_flag=True, help="Do not send what is due off-site after it (nor trim what the bucket lacks).")
+@click.option("--no-archive", is_flag=True,
+              help="Do not send what is due off-site after it (nor trim what the bucket "
+                   "lacks).")
 @click.option("--dry-run", is_flag=True, help="Say where the backup would go; change nothing.")
 @click.option("--allow-future", is_flag=True,
               help="Accept a --now later than the clock (no earlier backup can follow it).")
