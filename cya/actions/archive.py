@@ -464,6 +464,7 @@ class Guard:
         self.opened = opened
         self.safe = set(safe) if safe is not None else None
         self.problems: list[str] = []
+        self.unreachable: str | None = None  # why the bucket could not be listed
 
     @classmethod
     def listing(cls, opened: OpenTree) -> Guard:
@@ -474,8 +475,7 @@ class Guard:
             listing = remote.list_keys(remote.prefix)
         except ArchiveError as error:
             guard = cls(opened, ())
-            guard.problems.append(f"the bucket could not be checked ({error.message}), so "
-                                  "nothing the archive should hold was trimmed")
+            guard.unreachable = error.message
             return guard
         present = {b.key for b in opened.catalog.bags() if b.key in listing
                    and listing[b.key]["Size"] == b.size}

@@ -109,6 +109,13 @@ def trim_opened(opened: OpenTree, now: datetime, dry_run: bool,
         guard = Guard(opened, opened.catalog.blobs()) if dry_run else Guard.listing(opened)
     safe = guard.safe if guard is not None else None
     the_plan = plan(view, opened.settings, now, safe, pending)
+    if guard is not None and guard.unreachable is not None:
+        everything = {name for names in view.files.values() for name in names}
+        held = len(plan(view, opened.settings, now, everything, pending).delete) - \
+            len(the_plan.delete)
+        if held > 0:  # only worth a warning (and exit 1) when it kept something back
+            guard.problems.append(f"the bucket could not be checked ({guard.unreachable}), "
+                                  f"so {held} level(s) holding files it should hold were kept")
     if archiving and not dry_run and not the_plan.empty:
         leaving = _last_copies(view, [d.level for d in the_plan.delete])
         unconfirmed = (leaving & set(safe or ())) - guard.confirm(leaving & set(safe or ()))

@@ -184,7 +184,7 @@ class Remote:
     def list_keys(self, under: str) -> dict[str, dict]:
         """Every object under a key prefix, with its size, class and date."""
         found = {}
-        with self.errors(f"list {under}"):
+        with self.errors(f"list {under or 'the bucket'}"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=under)
             for page in pages:
