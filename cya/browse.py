@@ -9,7 +9,7 @@ the archive holds); for backups made before the index existed, from
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -31,16 +31,16 @@ class FileLister:
     """The files backups hold that ``keep`` accepts. Each backup's index delta is read
     and filtered once, however many chains share it: from the catalog, or — for a
     backup only the archive holds — from its encrypted index in the bucket (Standard,
-    no thaw), decrypted in memory."""
+    no thaw), decrypted in memory. A record is decoded only when it is shown."""
 
     def __init__(self, tree: Tree, catalog: Catalog, settings: Settings,
-                 keep: Callable[[str], bool]):
+                 keep: fileindex.Keep):
         self.tree, self.catalog, self.settings, self.keep = tree, catalog, settings, keep
         self.links = catalog.index_links()
         self.parents = catalog.parents()
         self.remote_indexes = ({p.time: p.index_key for p in catalog.points() if p.index_key}
                                if settings.archive.enabled else {})
-        self.filtered: dict[str, list[fileindex.Change]] = {}
+        self.filtered: dict[str, fileindex.Delta] = {}
         self._remote = None
         self._gpg: Gpg | None = None
 
@@ -66,12 +66,11 @@ class FileLister:
                 return None
         return chain[::-1]
 
-    def delta(self, backup: str) -> list[fileindex.Change]:
+    def delta(self, backup: str) -> fileindex.Delta:
         if backup not in self.filtered:
             data = (self.catalog.index_delta(backup) if backup in self.links
                     else self._fetch(backup))
-            self.filtered[backup] = [c for c in fileindex.decode(data)
-                                     if self.keep(c.entry.path)]
+            self.filtered[backup] = fileindex.decode(data).only(self.keep)
         return self.filtered[backup]
 
     def _fetch(self, backup: str) -> bytes:
@@ -89,18 +88,20 @@ class FileLister:
         return self._gpg.decrypt(data)
 
     def files(self, backup: Restorable, archived: bool = False
-              ) -> tuple[dict[str, fileindex.Entry], bool]:
-        """The files and whether the index said so (False: listed by duplicity, no sizes;
-        a backup only the archive holds and without an index lists nothing)."""
+              ) -> tuple[list[fileindex.Entry], bool]:
+        """The files, sorted by path, and whether the index said so (False: listed by
+        duplicity, no sizes; a backup only the archive holds and without an index lists
+        nothing)."""
         chain = self.chain(format_time(backup.time))
         if chain is not None:
-            return fileindex.apply((self.delta(b) for b in chain), self.keep), True
+            return fileindex.entries(fileindex.apply(self.delta(b) for b in chain)), True
         if archived:
-            return {}, False
+            return [], False
         listed = list_with_duplicity(self.tree, self.settings, backup)
-        return {path: fileindex.Entry(path, kind, None,
-                                      int(mtime.timestamp()) if mtime else None)
-                for path, kind, mtime in listed if self.keep(path)}, False
+        found = [fileindex.Entry(path, kind, None, int(mtime.timestamp()) if mtime else None)
+                 for path, kind, mtime in ((fileindex.fsencode(p), k, m) for p, k, m in listed)
+                 if self.keep(path)]
+        return sorted(found, key=lambda entry: entry.path), False
 
 
 def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):

@@ -6,6 +6,7 @@ comes from file names and ``lstat``, file lists from the catalog.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -103,6 +104,51 @@ class FileListing:
             "files": [e.as_json() for e in self.files],
         }
 
+    def lines(self) -> list[str]:
+        """``ls -l``-like lines, local times: mode, owner, group, size, mtime, marks, path
+        (``/`` after a directory, ``@ TARGET`` after a symlink). A mark column shows what
+        cya's metadata keeps beyond duplicity: ``a`` ACL, ``x`` xattrs, ``h`` hard links,
+        ``s`` holes; ``?`` where the index does not say (made before it did)."""
+        files = self.files
+        owners = max((len(e.owner) for e in files if e.owner), default=1)
+        groups = max((len(e.group) for e in files if e.group), default=1)
+        minutes: dict[int, str] = {}
+        out = []
+        for entry in files:
+            if entry.mode is not None:
+                mode, marks = fileindex.filemode(entry.mode), _mark_column(entry.marks)
+            else:
+                mode, marks = "?" * 10, "????"
+            size = "" if entry.size is None else size_text(entry.size)
+            mtime = ""
+            if entry.mtime is not None:
+                minute = entry.mtime // 60
+                mtime = minutes.get(minute)
+                if mtime is None:
+                    mtime = minutes[minute] = time.strftime("%Y-%m-%d %H:%M",
+                                                            time.localtime(entry.mtime))
+            name = fileindex.shown(entry.path)
+            if entry.type == "dir" and entry.path != b".":
+                name += "/"
+            elif entry.target is not None:
+                name += " @ " + fileindex.escaped(entry.target)
+            out.append(f"{mode} {entry.owner or '?':<{owners}} {entry.group or '?':<{groups}} "
+                       f"{size:>9}  {mtime:16}  {marks}  {name}")
+        return out
+
+
+def _mark_column(marks: str) -> str:
+    return "".join(letter if letter in marks else "-" for letter in fileindex.MARK_NAMES)
+
+
+def size_text(count: float) -> str:
+    """A size as cya prints it everywhere (decimal units: 999 B, 1.5 kB, 2.3 GB)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count} B"
+
 
 def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileListing:
     """The files of the newest backup at or before ``asked`` (from the archive's
@@ -123,4 +169,4 @@ def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileL
     if path and not files:
         raise CyaError(f"{path} is not in the backup of {show_time(backup.time)}",
                        "list the whole backup with: cya ls --date D")
-    return FileListing(asked, backup, tuple(files[p] for p in sorted(files)), from_index, cost)
+    return FileListing(asked, backup, tuple(files), from_index, cost)
