@@ -9,8 +9,9 @@ multiplies every size (0.1 gives about 300 MB for the same files). Contents:
 ``.txt`` files are word-like and compress well, ``.bin`` files are random.
 
 Every day: 1% of the files get 256 bytes rewritten, 0.2% are added, 0.1%
-deleted; every changed or added file's mtime is set to that day's noon, so
-that two runs with one seed and one calendar write identical sources.
+deleted; every changed or added file's mtime is set to that day's noon plus a
+drawn fraction of a second (real files have nanosecond mtimes, and cya records
+them), so that two runs with one seed and one calendar write identical sources.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ _WORDS = [bytes(random.Random(7).choice(b"etaoinshrdlucmfwyp") for _ in range(n)
           for n in (2, 3, 4, 5, 6, 7, 8) for _ in range(40)]
 
 
-def _noon(day: date) -> float:
-    return datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()
+def _noon(day: date) -> int:
+    """Noon of ``day`` in nanoseconds since the epoch."""
+    return int(datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()) * 10**9
 
 
 class ScaleSource:
@@ -90,7 +92,7 @@ class ScaleSource:
             return data
         return self.rng.randbytes(size)
 
-    def _add(self, stamp: float) -> None:
+    def _add(self, stamp: int) -> None:
         number = self.next
         self.next += 1
         path = self.path(number)
@@ -98,7 +100,7 @@ class ScaleSource:
             path.parent.mkdir(parents=True, exist_ok=True)
         size = self._size()
         path.write_bytes(self._content(number, size))
-        os.utime(path, (stamp, stamp))
+        self._touch(path, stamp)
         self.live.append(number)
         self.bytes += size
         if number % 1000 == 500:  # a symlink now and then, relative, to its neighbour
@@ -118,15 +120,21 @@ class ScaleSource:
                 handle.seek(at)
                 handle.write(self.rng.randbytes(256))
                 self.bytes += max(0, at + 256 - size)
-            os.utime(path, (stamp, stamp))
+            self._touch(path, stamp)
         doomed = set(self.rng.sample(self.live, max(1, count // 1000)))
         for number in doomed:
             path = self.path(number)
             self.bytes -= path.stat().st_size
             path.unlink()
         self.live = [n for n in self.live if n not in doomed]
+        first = self.next
         for _ in range(max(1, count // 500)):
             self._add(stamp)
         # a directory's mtime changes with its entries: make that deterministic too
-        for number in doomed:
-            os.utime(self.path(number).parent, (stamp, stamp))
+        for parent in sorted({self.path(n).parent for n in [*doomed, *range(first, self.next)]}):
+            self._touch(parent, stamp)
+
+    def _touch(self, path: Path, stamp: int) -> None:
+        """Set the mtime to ``stamp`` plus a fraction of a second, as real files have."""
+        moment = stamp + self.rng.randrange(10**9)
+        os.utime(path, ns=(moment, moment))

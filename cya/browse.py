@@ -92,16 +92,23 @@ class FileLister:
         """The files, sorted by path, and whether the index said so (False: listed by
         duplicity, no sizes; a backup only the archive holds and without an index lists
         nothing)."""
+        found, from_index = self.listing(backup, archived)
+        return found.entries(), from_index
+
+    def listing(self, backup: Restorable, archived: bool = False
+                ) -> tuple[fileindex.Delta, bool]:
+        """``files`` as index records sorted by path, decoded by nobody yet."""
         chain = self.chain(format_time(backup.time))
         if chain is not None:
-            return fileindex.entries(fileindex.apply(self.delta(b) for b in chain)), True
+            return fileindex.listing(fileindex.apply(self.delta(b) for b in chain)), True
         if archived:
-            return [], False
+            return fileindex.Delta([], [], []), False
         listed = list_with_duplicity(self.tree, self.settings, backup)
-        found = [fileindex.Entry(path, kind, None, int(mtime.timestamp()) if mtime else None)
+        found = {path: (fileindex.record_meta("A", kind, mtime=int(mtime.timestamp())
+                                              if mtime else None), b"")
                  for path, kind, mtime in ((fileindex.fsencode(p), k, m) for p, k, m in listed)
-                 if self.keep(path)]
-        return sorted(found, key=lambda entry: entry.path), False
+                 if self.keep(path)}
+        return fileindex.listing(found), False
 
 
 def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):

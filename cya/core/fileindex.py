@@ -33,6 +33,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress, repeat
+from typing import NamedTuple
 
 MAGIC = b"cya-index 2\n"
 TYPE_CODES = {"file": b"f", "dir": b"d", "symlink": b"l", "other": b"o", "gone": b"g"}
@@ -49,8 +51,7 @@ def fsencode(name: str | bytes) -> bytes:
     return name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):  # a tuple: ``ls`` of a whole backup makes one per file
     path: bytes
     type: str  # "file" | "dir" | "symlink" | "other" | "gone" (vanished before it was listed)
     size: int | None
@@ -74,12 +75,20 @@ def record(change: str, path: bytes, kind: str, mode: int | None = None,
            owner: str | None = None, group: str | None = None, size: int | None = None,
            mtime: int | None = None, marks: str = "", target: bytes | None = None) -> bytes:
     """One format-2 record."""
+    meta = record_meta(change, kind, mode, owner, group, size, mtime, marks)
+    return meta + b"\0" + path + b"\0" + (target or b"") + b"\0"
+
+
+def record_meta(change: str, kind: str, mode: int | None = None, owner: str | None = None,
+                group: str | None = None, size: int | None = None, mtime: int | None = None,
+                marks: str = "") -> bytes:
+    """The META field of a record."""
     head = change.encode() + TYPE_CODES[kind]
     if change != "D" and kind != "gone":
-        head += (f" {mode:o} {owner or '-'} {group or '-'} "
-                 f"{'-' if size is None else size} {'-' if mtime is None else mtime} "
-                 f"{marks or '-'}").encode()
-    return head + b"\0" + path + b"\0" + (target or b"") + b"\0"
+        head += (f" {'-' if mode is None else format(mode, 'o')} {owner or '-'} "
+                 f"{group or '-'} {'-' if size is None else size} "
+                 f"{'-' if mtime is None else mtime} {marks or '-'}").encode()
+    return head
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +106,8 @@ class Delta:
         """The changes of paths ``keep`` accepts (None: all)."""
         if keep is None or keep is everything:
             return self
-        chosen = [i for i, path in enumerate(self.paths) if keep(path)]
+        flags = keep.flags(self.paths) if isinstance(keep, Selector) else map(keep, self.paths)
+        chosen = list(compress(range(len(self.paths)), flags))
         if len(chosen) == len(self.paths):
             return self
         metas, paths, targets = self.metas, self.paths, self.targets
@@ -142,17 +152,14 @@ def upgrade(data: bytes) -> bytes:
                                                strict=True))
 
 
-def _number(text: bytes) -> int | None:
-    return None if text == b"-" else int(text)
-
-
 def entry(path: bytes, meta: bytes, target: bytes) -> Entry:
     """The Entry of one record."""
     kind = TYPE_NAMES.get(meta[1], "other")
     if len(meta) <= 2:
         return Entry(path, kind, None, None)
     _, mode, owner, group, size, mtime, marks = meta.split(b" ")
-    return Entry(path, kind, _number(size), _number(mtime),
+    return Entry(path, kind, None if size == b"-" else int(size),
+                 None if mtime == b"-" else int(mtime),
                  None if mode == b"-" else int(mode, 8),
                  None if owner == b"-" else owner.decode(),
                  None if group == b"-" else group.decode(),
@@ -180,9 +187,17 @@ def apply(chain: Iterable[Delta]) -> Files:
     return files
 
 
+def listing(files: Files) -> Delta:
+    """A file list as parallel lists sorted by path (every change an addition)."""
+    paths = sorted(files)
+    pairs = list(map(files.__getitem__, paths))
+    return Delta(list(map(tuple.__getitem__, pairs, repeat(0))), paths,
+                 list(map(tuple.__getitem__, pairs, repeat(1))))
+
+
 def entries(files: Files) -> list[Entry]:
     """The entries of a file list, sorted by path."""
-    return [entry(path, *files[path]) for path in sorted(files)]
+    return listing(files).entries()
 
 
 def everything(path: bytes) -> bool:
@@ -221,6 +236,46 @@ def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
     return re.compile(b"".join(out), re.DOTALL)
 
 
+class Selector:
+    """A test for paths that can also test a whole list at C speed (``flags``)."""
+
+    def __call__(self, path: bytes) -> bool:
+        raise NotImplementedError
+
+    def flags(self, paths: list[bytes]) -> Iterable[object]:
+        """One true or false value per path, in order."""
+        return map(self, paths)
+
+
+class _Glob(Selector):
+    def __init__(self, pattern: bytes):
+        self.name = b"/" not in pattern
+        self.match = _glob_regex(pattern if self.name else pattern.lstrip(b"/")).fullmatch
+
+    def __call__(self, path: bytes) -> bool:
+        if self.name:
+            return self.match(path, path.rfind(b"/") + 1) is not None
+        return self.match(path) is not None
+
+    def flags(self, paths: list[bytes]) -> Iterable[object]:
+        if self.name:  # the last name: from just after the last "/"
+            starts = map(int.__add__, map(bytes.rfind, paths, repeat(b"/")), repeat(1))
+            return map(self.match, paths, starts)
+        return map(self.match, paths)
+
+
+class _Under(Selector):
+    def __init__(self, prefix: bytes):
+        self.prefix, self.below = prefix, prefix + b"/"
+
+    def __call__(self, path: bytes) -> bool:
+        return path == self.prefix or path.startswith(self.below)
+
+    def flags(self, paths: list[bytes]) -> Iterable[object]:
+        return map(bool.__or__, map(bytes.startswith, paths, repeat(self.below)),
+                   map(self.prefix.__eq__, paths))
+
+
 def matcher(pattern: str) -> Keep:
     """A test for paths that match a glob.
 
@@ -228,12 +283,7 @@ def matcher(pattern: str) -> Keep:
     without ``/`` is matched against the last component (like ``find -name``);
     one with ``/`` against the whole path, with or without a leading ``/``.
     """
-    raw = fsencode(pattern)
-    if b"/" not in raw:
-        last = _glob_regex(raw).fullmatch
-        return lambda path: last(path, path.rfind(b"/") + 1) is not None
-    whole = _glob_regex(raw.lstrip(b"/")).fullmatch
-    return lambda path: whole(path) is not None
+    return _Glob(fsencode(pattern))
 
 
 def under(prefix: str | bytes) -> Keep:
@@ -241,8 +291,7 @@ def under(prefix: str | bytes) -> Keep:
     prefix = fsencode(prefix).strip(b"/")
     if not prefix or prefix == b".":
         return everything
-    below = prefix + b"/"
-    return lambda path: path == prefix or path.startswith(below)
+    return _Under(prefix)
 
 
 # -- showing names ---------------------------------------------------------------------
@@ -252,7 +301,12 @@ def shown(path: str | bytes) -> str:
     bytes that are not UTF-8 as ``\\xNN``, control characters as ``\\n``, ``\\t`` or
     ``\\xNN``, and a backslash as two."""
     name = fsencode(path)
-    return escaped(b"/" if name == b"." else b"/" + name)
+    name = b"/" if name == b"." else b"/" + name
+    if name.isascii():
+        text = name.decode()
+        if text.isprintable() and "\\" not in text:
+            return text
+    return escaped(name)
 
 
 def escaped(name: str | bytes) -> str:
