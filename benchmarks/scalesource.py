@@ -16,6 +16,7 @@ them), so that two runs with one seed and one calendar write identical sources.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from datetime import UTC, date, datetime
@@ -52,6 +53,8 @@ class ScaleSource:
         self.next = 0
         self.bytes = 0
         self.links = 0
+        self.hashes: dict[int, str] = {}  # SHA-256 of each live file
+        self.symlinks: dict[str, str] = {}  # relative path -> target
         self._text = self._make_text()
         root.mkdir(parents=True, exist_ok=True)
         stamp = _noon(day)
@@ -99,13 +102,16 @@ class ScaleSource:
         if number % FILES_PER_DIR == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
         size = self._size()
-        path.write_bytes(self._content(number, size))
+        content = self._content(number, size)
+        path.write_bytes(content)
+        self.hashes[number] = hashlib.sha256(content).hexdigest()
         self._touch(path, stamp)
         self.live.append(number)
         self.bytes += size
         if number % 1000 == 500:  # a symlink now and then, relative, to its neighbour
             link = path.with_name(f"l{number:07d}")
             os.symlink(path.name, link)
+            self.symlinks[str(link.relative_to(self.root))] = path.name
             self.links += 1
 
     def churn(self, day: date) -> None:
@@ -120,6 +126,8 @@ class ScaleSource:
                 handle.seek(at)
                 handle.write(self.rng.randbytes(256))
                 self.bytes += max(0, at + 256 - size)
+                handle.seek(0)
+                self.hashes[number] = hashlib.file_digest(handle, "sha256").hexdigest()
             self._touch(path, stamp)
         doomed = set(self.rng.sample(self.live, max(1, count // 1000)))
         for number in doomed:
@@ -127,12 +135,20 @@ class ScaleSource:
             self.bytes -= path.stat().st_size
             path.unlink()
         self.live = [n for n in self.live if n not in doomed]
+        for number in doomed:
+            del self.hashes[number]
         first = self.next
         for _ in range(max(1, count // 500)):
             self._add(stamp)
         # a directory's mtime changes with its entries: make that deterministic too
         for parent in sorted({self.path(n).parent for n in [*doomed, *range(first, self.next)]}):
             self._touch(parent, stamp)
+
+    def digest(self) -> str:
+        """What ``scale.tree_digest`` gives for the source as it is now, from memory."""
+        found = [(str(self.path(n).relative_to(self.root)), self.hashes[n]) for n in self.live]
+        found += [(link, "link:" + target) for link, target in self.symlinks.items()]
+        return hashlib.sha256(repr(sorted(found)).encode()).hexdigest()
 
     def _touch(self, path: Path, stamp: int) -> None:
         """Set the mtime to ``stamp`` plus a fraction of a second, as real files have."""

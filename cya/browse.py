@@ -18,8 +18,9 @@ from cya import duplicity
 from cya.catalog import Catalog
 from cya.config import Settings, read_passphrase
 from cya.core import fileindex
-from cya.core.chains import Restorable
+from cya.core.chains import Restorable, restorable
 from cya.core.names import format_time
+from cya.core.treeview import TreeView
 from cya.errors import ArchiveError
 from cya.fsutil import remove_tree
 from cya.gpg import Gpg
@@ -109,6 +110,22 @@ class FileLister:
                  for path, kind, mtime in ((fileindex.fsencode(p), k, m) for p, k, m in listed)
                  if self.keep(path)}
         return fileindex.listing(found), False
+
+
+def unused_indexes(view: TreeView, catalog: Catalog, archiving: bool) -> set[str]:
+    """The backups whose file index rows no command can use any more: no level of the
+    tree holds a set of them (complete or not) and, with archiving on, the bucket
+    either holds its own encrypted copy of the index (``find`` and ``ls`` fetch it) or
+    cannot restore them at all. A row the bucket would need, and does not have, stays."""
+    held = {format_time(s.time) for level in view.levels() for s in view.sets(level)}
+    gone = set(catalog.index_links()) - held
+    if not archiving or not gone:
+        return gone
+    from cya.archive.retrieve import archived_view
+
+    copied = {point.time for point in catalog.points() if point.index_key}
+    restorable_remotely = {format_time(b.time) for b in restorable(archived_view(catalog))}
+    return {time for time in gone if time in copied or time not in restorable_remotely}
 
 
 def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):

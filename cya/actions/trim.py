@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from cya.browse import unused_indexes
 from cya.config import Settings
 from cya.core.retention import TrimPlan, eligible, plan_trim, unsafe_levels
 from cya.core.timescale import Level, leaf_for
@@ -104,6 +105,8 @@ def trim_opened(opened: OpenTree, now: datetime, dry_run: bool,
         crash_point("after-trash-rename")
         empty_trash(tree)
         opened.rescan()
+    if not dry_run:  # the file index of what left the tree goes too
+        opened.catalog.forget_indexes(unused_indexes(opened.view, opened.catalog, archiving))
     return TrimResult(the_plan, freed, dry_run, guard.problems if guard is not None else [])
 
 
