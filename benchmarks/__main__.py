@@ -1,8 +1,9 @@
-"""python -m benchmarks [all|overhead|simulate|treeops|archive|cost|scale] [--quick] [--days N]
+"""python -m benchmarks [all|overhead|simulate|treeops|archive|archive-overhead|cost|scale]
+    [--quick] [--days N] [--files N] [--size-scale S]
 
 Prints a table of figures and writes them as JSON (benchmarks/results/). ``all`` runs
-every benchmark but ``scale`` (100,000 files: about two hours; ``--quick``: minutes),
-which runs only when named.
+every benchmark but ``scale`` (100,000 files, about 3 GB: hours on a shared machine;
+``--quick``: minutes), which runs only when named.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import archive, costmodel, overhead, scale, simulate, treeops
+from benchmarks import archive, archiveoverhead, costmodel, overhead, scale, simulate, treeops
 
 
 def machine() -> str:
@@ -30,8 +31,8 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("what", nargs="?", default="all",
-                        choices=["all", "overhead", "simulate", "treeops", "archive", "cost",
-                                 "scale"])
+                        choices=["all", "overhead", "simulate", "treeops", "archive",
+                                 "archive-overhead", "cost", "scale"])
     parser.add_argument("--quick", action="store_true",
                         help="small data, 20 simulated days, 3-year tree, 128 MiB bags")
     parser.add_argument("--days", type=int, help="simulated days (default 20 quick, 365 full)")
@@ -52,6 +53,8 @@ def main() -> None:
                           ("simulate", lambda: simulate.run(work, args.quick, args.seed, days)),
                           ("treeops", lambda: treeops.run(work, args.quick)),
                           ("archive", lambda: archive.run(work, args.quick, args.seed)),
+                          ("archive-overhead",
+                           lambda: archiveoverhead.run(work, args.quick, args.seed)),
                           ("cost", lambda: costmodel.run(work, args.quick, args.seed)),
                           ("scale", lambda: scale.run(work, args.quick, args.seed, args.files,
                                                       args.size_scale))):

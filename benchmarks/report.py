@@ -65,6 +65,8 @@ def main() -> None:
         lines.append("")
     if "archive" in data:
         lines += _archive(data["archive"])
+    if "archive-overhead" in data:
+        lines += _archive_overhead(data["archive-overhead"])
     if "cost" in data:
         lines += _cost(data["cost"])
     print("\n".join(lines))
@@ -99,27 +101,69 @@ def _archive(a: dict) -> list[str]:
     return lines
 
 
+def _archive_overhead(o: dict) -> list[str]:
+    return [f"**Archive overhead** ({o['data']}; median of {o['pairs']} interleaved pairs): "
+            f"a daily ``cya backup`` with its archive step took {o['with_archive_median_s']:.2f} "
+            f"s, the same backup with ``--no-archive`` {o['no_archive_median_s']:.2f} s: "
+            f"{o['ratio_median']:.2f}x (goal: at most 1.25x; worst day {o['ratio_max']:.2f}x, "
+            f"days that start a new level {o['new_level_days_ratio_median']:.2f}x).", ""]
+
+
+def _table(widths: list[int], header: list[list[str]], rows: list[list[str]]) -> list[str]:
+    """An RST simple table: the first column left-aligned, the others right-aligned."""
+    rule = "  ".join("=" * w for w in widths)
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return [rule, *map(line, header), rule, *map(line, rows), rule]
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.0f}"
+
+
 def _cost(c: dict) -> list[str]:
-    widths = [33, 10, 8, 5, 8]
-    rule = "  ".join("=" * w for w in widths + [11])
-
-    def row(*cells: str) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) \
-            + ("  " + cells[-1]).rstrip()
-
-    lines = [f"**Ten years of Deep Archive** ({c['data']}; incremental size as a share of "
-             f"the full, by days since the parent: {c['measured']['inc_ratio_by_span_days']}):",
-             "", rule, row("strategy", "total", "storage", "reqs.", "early", "kept at end"),
-             row("", "", "", "", "deletion", ""), rule]
-    for key, label in (("cya_bags", "cya (bags, every year kept)"),
-                       ("duplicity_deep_archive_keep_all", "duplicity deep archive, keep all"),
-                       ("duplicity_deep_archive_keep_2_fulls", "duplicity deep archive, keep 2")):
+    lines = [f"**Ten years of Deep Archive, per cadence** ({c['data']}; incremental size as "
+             "a share of the full, by days since the parent: "
+             f"{c['measured']['inc_ratio_by_span_days']}; cya's defaults: keep 2, "
+             "keep_years 0, min_age_days 180, 40 GB bags):", ""]
+    rows = []
+    for cadence, b in c["cadences"].items():
+        lag = b["worst_lag_days"]
+        rows.append([cadence, _usd(b["total_usd"]), _usd(b["storage_usd"]),
+                     _usd(b["of_which_180_day_tail_usd"]), _usd(b["requests_usd"]),
+                     _usd(b["early_deletion_usd"]),
+                     f"{b['objects_uploaded']:,} / {b['objects_deleted']:,}",
+                     f"{b['TB_months']:,.0f}", f"{b['bytes_kept_at_end_TB']:.1f} TB",
+                     "same run" if lag == 0 else f"{lag} days",
+                     f"{b['backups_never_offsite']:,}"])
+    lines += _table([8, 7, 7, 8, 5, 8, 13, 9, 7, 8, 9],
+                    [["cadence", "total", "storage", "of which", "reqs.", "early", "objects",
+                      "TB-months", "kept at", "worst", "never"],
+                     ["", "", "", "180-day", "", "deletion", "uploaded /", "", "end",
+                      "off-site", "off-site"],
+                     ["", "", "", "tail", "", "", "deleted", "", "", "lag", ""]], rows)
+    lines += ["", f"Cadence ``backup`` (the default) costs {c['backup_vs_year']:.2f}x cadence "
+              "``year`` over ten years (goal: at most 1.35x).", ""]
+    rows = []
+    for key, label in (("duplicity_deep_archive_keep_all", "duplicity deep archive, keep all"),
+                       ("duplicity_deep_archive_keep_2_fulls",
+                        "duplicity deep archive, keep 2")):
         b = c[key]
-        lines.append(row(label, f"${b['total_usd']:,.0f}", f"${b['storage_usd']:,.0f}",
-                         f"${b['requests_usd']:,.0f}", f"${b['early_deletion_usd']:,.0f}",
-                         f"{b['bytes_kept_at_end_TB']:.1f} TB"))
-    lines += [rule, "", f"cya costs {c['cya_vs_duplicity_keep_all']:.2f}x duplicity's own Deep "
-              f"Archive upload keeping the same years, and ${c['cya_usd_per_TB_month_at_end']:.2f} "
+        rows.append([label, _usd(b["total_usd"]), _usd(b["storage_usd"]),
+                     _usd(b["requests_usd"]), _usd(b["early_deletion_usd"]),
+                     f"{b['bytes_kept_at_end_TB']:.1f} TB"])
+    b = c["cadences"]["backup"]
+    rows.insert(0, ["cya, cadence backup", _usd(b["total_usd"]), _usd(b["storage_usd"]),
+                    _usd(b["requests_usd"]), _usd(b["early_deletion_usd"]),
+                    f"{b['bytes_kept_at_end_TB']:.1f} TB"])
+    lines += _table([33, 7, 7, 5, 8, 11],
+                    [["strategy", "total", "storage", "reqs.", "early", "kept at end"],
+                     ["", "", "", "", "deletion", ""]], rows)
+    lines += ["", f"cya costs {c['cya_vs_duplicity_keep_all']:.2f}x duplicity's own Deep "
+              f"Archive upload with nothing deleted, and ${c['cya_usd_per_TB_month_at_end']:.2f} "
               "per stored TB-month.", ""]
     return lines
 

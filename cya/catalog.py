@@ -170,6 +170,10 @@ def _write_error(path: Path, error: sqlite3.OperationalError) -> CyaError:
 
 SYSTEM_COPIED = "system_copied_at"  # meta key: when system/ was last copied to the bucket
 ARCHIVE_DAMAGE = "archive_damage"  # meta key: JSON of what the bucket lost, or absent
+CHECK_ROTATION = "check_rotation"  # meta key: where the next ``cya check --read-data-subset P%``
+                                   # starts on the circle of name points (core.integrity)
+CHECK_DAMAGE = "check_damage"  # meta key: JSON list of the duplicity names the last
+                               # ``cya check`` found damaged or missing (what ``cya repair`` fixes)
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,16 @@ class Catalog:
         name -> (size, SHA-256)."""
         return {row[0]: (row[1], row[2])
                 for row in self.db.execute("SELECT name, size, sha256 FROM files")}
+
+    def record_digests(self, files: list[tuple[str, int, str]], when: str) -> int:
+        """Record (name, size, SHA-256) of duplicity files that entered the tree without
+        them (an adopted tree, one made by an older cya): ``cya check --record``. A name
+        already recorded keeps its row. Return how many rows were added."""
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO files VALUES (?,?,?,?)",
+                           [(name, size, digest, when) for name, size, digest in files])
+            return db.total_changes - before
 
     def backups(self) -> list[BackupRecord]:
         rows = self.db.execute("SELECT * FROM backups ORDER BY time").fetchall()

@@ -10,9 +10,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -24,6 +26,7 @@ from dateutil import tz
 
 from cya import __version__, config
 from cya.clock import show_time
+from cya.core import units
 from cya.core.dates import (
     DATE_EXAMPLES,
     NonexistentTime,
@@ -33,6 +36,7 @@ from cya.core.dates import (
     parse_when,
 )
 from cya.core.fileindex import shown
+from cya.core.remote import looks_remote
 from cya.errors import EXIT_FAILED, CyaError, UsageError, from_os_error
 
 if TYPE_CHECKING:
@@ -54,7 +58,10 @@ class Context:
     local: tzinfo  # the local time zone: dates without an offset are local
 
     def settings(self) -> config.Settings:
-        return config.load(config.find_config(self.config_file))
+        settings = config.load(config.find_config(self.config_file))
+        if settings.log_file is not None:
+            _log_to(str(settings.log_file), self.verbosity, Masking())
+        return settings
 
     def say(self, text: str) -> None:
         if self.verbosity >= 0:
@@ -70,6 +77,34 @@ class Context:
         except ValueError:
             raise UsageError(f"{option} {text!r} is not a date",
                              f"use e.g. {DATE_EXAMPLES}") from None
+
+
+class Live:
+    """One status line on a terminal, rewritten in place at most five times a second:
+    long work (a backup, a restore, an upload) shows how far it is. Nothing when
+    stderr is not a terminal (cron, logs) or with -q."""
+
+    def __init__(self, verbosity: int):
+        self.enabled = verbosity >= 0 and sys.stderr.isatty()
+        self.shown = 0
+        self.last = 0.0
+
+    def __call__(self, text: str) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        width = shutil.get_terminal_size().columns - 1
+        text = text[:width]
+        sys.stderr.write("\r" + text.ljust(self.shown))
+        sys.stderr.flush()
+        self.shown = len(text)
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * self.shown + "\r")
+            sys.stderr.flush()
+            self.shown = 0
 
 
 class Stopped(KeyboardInterrupt):
@@ -177,25 +212,34 @@ def _logging(verbosity: int, log_file: str | None) -> None:
     console.setFormatter(logging.Formatter("cya: %(message)s"))
     console.setLevel(level)
     console.addFilter(masking)
-    handlers: list[logging.Handler] = [console]
-    if log_file:
-        try:
-            handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
-        except OSError as error:
-            raise from_os_error(error, f"open the log file {log_file}") from None
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s cya[{os.getpid()}] %(levelname)s %(message)s",
-            "%Y-%m-%dT%H:%M:%S%z"))
-        handler.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
-        handler.addFilter(masking)
-        handlers.append(handler)
     root = logging.getLogger()
-    root.handlers = handlers
-    root.setLevel(min(h.level for h in handlers))
+    root.handlers = [console]
+    root.setLevel(console.level)
     log.setLevel(min(logging.INFO, root.level))  # what a monitoring ping's body quotes
     if verbosity < 2:
         for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    if log_file:
+        _log_to(log_file, verbosity, masking)
+
+
+def _log_to(path: str, verbosity: int, masking: Masking) -> None:
+    """Also append this run's log to ``path`` (``--log-file``, or ``log_file`` in the
+    config): timestamped, the process id on each line, secrets masked."""
+    root = logging.getLogger()
+    if any(isinstance(h, logging.FileHandler) for h in root.handlers):
+        return  # --log-file wins over the config's
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
+    except OSError as error:
+        raise from_os_error(error, f"open the log file {path}") from None
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s cya[{os.getpid()}] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    handler.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+    handler.addFilter(masking)
+    root.addHandler(handler)
+    root.setLevel(min(h.level for h in root.handlers))
+    log.info("cya %s: %s", __version__, " ".join(sys.argv[1:]))
 
 
 @click.group(cls=CyaGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -237,7 +281,6 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
             raise UsageError(f"--now {now!r} is outside the years 1970-2099 that duplicity's "
                              "time stamps can hold", "give a time in that range")
         ctx.obj = Context(config_file, clock, real_now, verbosity, local)
-    log.info("cya %s: %s", __version__, " ".join(sys.argv[1:]))
     from cya import gpg, runs
 
     runs.sweep(gpg.stop_agent)
@@ -270,7 +313,8 @@ def init(obj: Context, sources, tree, passphrase_file, gpg_key, no_encryption, b
     absolute = config.absolute
     result = init_action.run(init_action.InitRequest(
         config_path=absolute(config.config_path_for_init(obj.config_file)),
-        sources=tuple(absolute(s) for s in sources),
+        # user@host:/path is a remote source, kept as written
+        sources=tuple(s if looks_remote(str(s)) else absolute(s) for s in sources),
         tree=absolute(tree) if tree is not None else None,
         passphrase_file=passphrase_file,
         gpg_key=gpg_key, no_encryption=no_encryption, bucket=bucket, prefix=prefix,
@@ -313,13 +357,14 @@ def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool,
     monitor = None if dry_run else Monitor.from_settings(settings.monitoring)
     tail = LogTail()
     log.addHandler(tail)
+    live = Live(-1 if as_json else obj.verbosity)
     try:
         result = backup_action.run(settings, backup_action.BackupRequest(
             now=obj.now, real_now=obj.real_now, dry_run=dry_run,
             trim=settings.trim.auto and not no_trim,
             archive=settings.archive.auto and not no_archive, allow_future=allow_future,
             progress=obj.say if obj.verbosity >= 1 and not as_json else None,
-            monitor=monitor))
+            monitor=monitor, live=live))
     except BaseException as error:
         if monitor is not None:
             code = error.exit_code if isinstance(error, CyaError) else EXIT_FAILED
@@ -328,6 +373,7 @@ def backup(obj: Context, no_trim: bool, no_archive: bool, dry_run: bool,
         raise
     finally:
         log.removeHandler(tail)
+        live.clear()
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
     else:
@@ -358,6 +404,16 @@ def _render_backup(obj: Context, result) -> None:
         _render_archive(obj, result.archive)
     if result.trim is not None and not result.trim.plan.empty:
         _render_trim(obj, result.trim)
+    if result.upcoming is not None:
+        _render_upcoming(obj, result.upcoming, "this backup would then trim")
+
+
+def _render_upcoming(obj: Context, plan, what: str) -> None:
+    """What the trim after the next backup deletes (so a dry run shows what is kept)."""
+    if plan.empty:
+        obj.say(f"{what} nothing")
+    for decision in plan.delete:
+        obj.say(f"{what} {decision.level}: {decision.reason}")
 
 
 @main.command()
@@ -372,11 +428,17 @@ def trim(obj: Context, dry_run: bool, as_json: bool) -> None:
     result = trim_action.run(obj.settings(), obj.now, dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
-        return
-    _render_trim(obj, result)
-    if obj.verbosity >= 1:
-        for decision in result.plan.keep:
-            obj.say(f"keep {decision.level}: {decision.reason}")
+    else:
+        _render_trim(obj, result)
+        if result.upcoming is not None:
+            _render_upcoming(obj, result.upcoming, "the next backup would trim")
+        if obj.verbosity >= 1:
+            for decision in result.plan.keep:
+                obj.say(f"keep {decision.level}: {decision.reason}")
+    for warning in result.warnings:
+        click.echo(f"cya: warning: {warning}", err=True)
+    if result.warnings:
+        sys.exit(EXIT_FAILED)
 
 
 def _render_trim(obj: Context, result: TrimResult) -> None:
@@ -404,6 +466,7 @@ def _render_trim(obj: Context, result: TrimResult) -> None:
               show_default=True, help="Archive retrieval tier.")
 @click.option("--wait", is_flag=True, help="Wait for an archive thaw to finish.")
 @click.option("--dry-run", is_flag=True, help="Say which backup and level, and what it reads.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
 @click.option("--force", is_flag=True,
               help="Merge into a non-empty target; what the restore replaces is moved aside "
                    "into TARGET.cya-replaced-*, nothing is deleted.")
@@ -415,7 +478,7 @@ def _render_trim(obj: Context, result: TrimResult) -> None:
               help="Exit 1 when some of that metadata could not be re-applied.")
 @click.pass_obj
 def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry_run,
-            force, max_cost, no_metadata, strict_metadata) -> None:
+            as_json, force, max_cost, no_metadata, strict_metadata) -> None:
     """Restore the tree's newest backup at or before a date."""
     from cya.actions import restore as restore_action
 
@@ -425,6 +488,11 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
         from_archive=from_archive, tier=tier, wait=wait, dry_run=dry_run, max_cost=max_cost,
         metadata=not no_metadata, strict_metadata=strict_metadata)
     plan = restore_action.plan(settings, request)
+    if as_json:
+        if not dry_run:
+            raise UsageError("--json goes with --dry-run", "add --dry-run")
+        click.echo(json.dumps(plan.as_json(), indent=2))
+        return
     backup = plan.backup
     what = shown(plan.path) if plan.path else "everything"
     head = "would restore" if dry_run else "restoring"
@@ -439,7 +507,11 @@ def restore(obj: Context, date_text, target, path, from_archive, tier, wait, dry
                 f"about ${cost.dollars:.2f}")
     if dry_run:
         return
-    result = restore_action.run(settings, plan, wait=wait, say=obj.say)
+    live = Live(obj.verbosity)
+    try:
+        result = restore_action.run(settings, plan, wait=wait, say=obj.say, live=live)
+    finally:
+        live.clear()
     obj.say(f"restored into {plan.target}")
     for line in result.metadata:
         obj.say(f"  {line}")
@@ -544,8 +616,12 @@ def archive(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     from cya.actions import archive as archive_action
 
     obj: Context = ctx.obj
-    result = archive_action.run(obj.settings(), obj.now, dry_run=dry_run,
-                                progress=None if as_json else obj.say)
+    live = Live(-1 if as_json else obj.verbosity)
+    try:
+        result = archive_action.run(obj.settings(), obj.now, dry_run=dry_run,
+                                    progress=None if as_json else obj.say, live=live)
+    finally:
+        live.clear()
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
     else:
@@ -674,12 +750,18 @@ def archive_setup(obj: Context) -> None:
 @main.command()
 @click.option("--html", "html_file", metavar="FILE", type=click.Path(path_type=Path),
               help="Also write the calendar as an HTML page.")
+@click.option("--json", "as_json", is_flag=True, help="Print the calendar as JSON.")
 @click.pass_obj
-def timeline(obj: Context, html_file: Path | None) -> None:
+def timeline(obj: Context, html_file: Path | None, as_json: bool) -> None:
     """A calendar of restorable points, each day shaded by how near a restore gets."""
     from cya.actions import timeline as timeline_action
 
     rows = timeline_action.run(obj.settings(), obj.local)
+    if html_file is not None:
+        timeline_action.write_html(rows, config.absolute(html_file))
+    if as_json:
+        click.echo(json.dumps(timeline_action.as_json(rows), indent=2))
+        return
     if not rows:
         obj.say("no backup yet")
         return
@@ -687,7 +769,6 @@ def timeline(obj: Context, html_file: Path | None) -> None:
     click.echo("\n".join(f"{row.first:%Y-%m}  {row.line()}" for row in rows))
     obj.say(timeline_action.legend())
     if html_file is not None:
-        timeline_action.write_html(rows, config.absolute(html_file))
         obj.say(f"wrote {html_file}")
 
 
@@ -784,9 +865,164 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
         sys.exit(EXIT_FAILED)
 
 
-def _size(count: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if count < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count} B"
+@main.command()
+@click.option("--read-data-subset", "subset_text", metavar="P",
+              help="Read only part of the files: n/m reads the n-th of m slices (by name), "
+                   "P% a share that moves on with every run (ceil(100/P) runs read all).")
+@click.option("--record", is_flag=True,
+              help="Hash the files with no recorded SHA-256 and record them as they are now.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def check(obj: Context, subset_text: str | None, record: bool, as_json: bool) -> None:
+    """Verify the tree: every duplicity file against the SHA-256 recorded when it entered,
+    hard links, and each level's chains by name; exit 1 on any problem."""
+    from cya.actions import check as check_action
+    from cya.core.integrity import parse_subset
+
+    subset = None
+    if subset_text is not None:
+        try:
+            subset = parse_subset(subset_text)
+        except ValueError as error:
+            raise UsageError(f"--read-data-subset {error}",
+                             "e.g. --read-data-subset 10% or --read-data-subset 2/7") from None
+    live = Live(-1 if as_json else obj.verbosity)
+
+    def progress(files: int, of_files: int, done: int, total: int) -> None:
+        live(f"checking: {files} of {of_files} file(s), {_size(done)} of {_size(total)}")
+
+    try:
+        report = check_action.run(obj.settings(), check_action.CheckRequest(
+            subset=subset, record=record, progress=progress))
+    finally:
+        live.clear()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        _render_check(obj, report)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _render_check(obj: Context, report) -> None:
+    obj.say(f"checked {report.tree}: {report.files} duplicity file(s) in {report.levels} "
+            f"level(s), {report.inodes} on disk, {_size(report.bytes)}")
+    share = f" (--read-data-subset {report.subset})" if report.subset else ""
+    obj.say(f"read {report.read_files} file(s), {_size(report.read_bytes)}{share}: "
+            f"{report.verified} match the SHA-256 recorded when they entered the tree")
+    if report.skipped:
+        obj.say(f"{report.skipped} file(s) are left to other runs of the subset")
+    if report.recorded:
+        obj.say(f"recorded the SHA-256 of {report.recorded} file(s) as they are now")
+    if report.not_verifiable:
+        obj.say(f"note: {report.not_verifiable} file(s) have no recorded SHA-256 and were not "
+                "verified; to record them as they are now: cya check --record")
+    for note in report.notes:
+        obj.say(f"note: {note}")
+    for finding in report.warnings:
+        click.echo(f"cya: warning: {_finding(finding)}", err=True)
+    for finding in report.problems:
+        click.echo(f"cya: problem: {_finding(finding)}", err=True)
+    if report.repair_command:
+        click.echo(f"cya: repair them with: {report.repair_command}", err=True)
+    if report.ok:
+        obj.say("no problem found" + (" (see the warnings)" if report.warnings else ""))
+
+
+def _finding(finding) -> str:
+    from cya.actions.check import FILE_KINDS
+
+    where = ", ".join(finding.levels)
+    if finding.kind in ("chain", "empty-level"):
+        return f"level {where}: {finding.detail}"
+    if finding.kind in ("unknown", "copy"):
+        return f"{finding.name} {finding.detail}" if finding.kind == "copy" else finding.detail
+    text = f"{finding.name} {finding.detail} {'from' if finding.kind == 'missing' else 'in'} " \
+           f"{where}"
+    if finding.kind in FILE_KINDS:
+        text += f"; {finding.source_detail}"
+    return text
+
+
+@main.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--tier", type=click.Choice(["bulk", "standard"]), default="bulk",
+              show_default=True, help="Archive retrieval tier, when the bucket has the copy.")
+@click.option("--wait", is_flag=True, help="Wait for an archive thaw to finish.")
+@click.option("--max-cost", metavar="USD", type=float,
+              help="Refuse a thaw whose estimate is dearer.")
+@click.option("--dry-run", is_flag=True, help="Say what would be repaired from where.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def repair(obj: Context, names: tuple[str, ...], tier: str, wait: bool,
+           max_cost: float | None, dry_run: bool, as_json: bool) -> None:
+    """Put back damaged or missing duplicity files (NAMEs, or what the last cya check
+    found) from a good copy in another level or in the bucket."""
+    from cya.actions import repair as repair_action
+
+    result = repair_action.run(obj.settings(), repair_action.RepairRequest(
+        names=names, tier=tier, wait=wait, dry_run=dry_run, max_cost=max_cost),
+        say=(lambda text: None) if as_json else obj.say)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        _render_repair(obj, result)
+    if not result.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _render_repair(obj: Context, result) -> None:
+    the_plan = result.plan
+    if not result.asked:
+        obj.say("nothing to repair: the last cya check found no damaged or missing file")
+    for name in the_plan.fine:
+        obj.say(f"{name}: every level holds a good copy")
+    done = {fix.name for fix in result.repaired}
+    for fix in the_plan.fixes:
+        verb = "repaired" if fix.name in done else "would repair"
+        source = (f"the copy in {fix.good_level}" if fix.good_level is not None
+                  else f"the bucket ({fix.blob.bag})")
+        obj.say(f"{verb} {fix.name} ({fix.why}) from {source}")
+    if the_plan.fetch is not None and result.dry_run:
+        cost = the_plan.fetch.estimate
+        obj.say(f"from the archive: thaw {cost.objects} bag(s), {_size(cost.thawed_bytes)} "
+                f"({cost.tier}, about {cost.hours} hours), fetch {_size(cost.fetched_bytes)}; "
+                f"about ${cost.dollars:.2f}")
+    for name, why in the_plan.impossible:
+        click.echo(f"cya: problem: {name} cannot be repaired: {why}", err=True)
+    if result.repaired:
+        obj.say("next: cya check")
+
+
+@main.group("config")
+def config_group() -> None:
+    """The config file (subcommand: validate)."""
+
+
+@config_group.command("validate")
+@click.option("--config", "config_file", metavar="FILE",
+              help="The config file to check (default: as for every command).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def config_validate(obj: Context, config_file: str | None, as_json: bool) -> None:
+    """Validate the config without needing the tree (exit 0 valid, 2 invalid)."""
+    from cya.actions import validate
+    from cya.errors import EXIT_USAGE
+
+    result = validate.run(config_file or obj.config_file)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for problem in result.problems:
+            click.echo(f"cya: problem: {problem}", err=True)
+        for note in result.notes:
+            obj.say(f"note: {note}")
+        if result.valid:
+            obj.say(f"{result.config}: valid")
+        else:
+            click.echo(f"cya: error: {result.config} is not valid ({len(result.problems)} "
+                       "problem(s))", err=True)
+    if not result.valid:
+        sys.exit(EXIT_USAGE)
+
+_size = units.size

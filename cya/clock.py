@@ -21,6 +21,11 @@ def iso(moment: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def iso_record(text: str | None) -> str | None:
+    """A record time (the catalog's, the lock's) for JSON output, ISO 8601 with offset."""
+    return iso(parse_record_time(text)) if text else None
+
+
 def wall_time() -> str:
     """The real time now, for the record of when a run started or finished."""
     return wallclock.strftime(RECORD_FORMAT)

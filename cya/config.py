@@ -121,6 +121,7 @@ class Settings:
     ssh_options: tuple[str, ...] = ()  # "Key=Value", each given to ssh as -o
     hooks: Hooks = Hooks()
     monitoring: Monitoring = Monitoring()
+    log_file: Path | None = None  # append timestamped, secret-masked lines of every run
 
 
 def user_config_path() -> Path:
@@ -213,9 +214,10 @@ class _Validator:
     def settings(self, raw: dict) -> Settings:
         top = self._table(raw, "", {
             "tree", "sources", "exclude", "week_start", "duplicity_options",
-            "encryption", "trim", "archive", "ssh_options", "hooks", "monitoring",
+            "encryption", "trim", "archive", "ssh_options", "hooks", "monitoring", "log_file",
         })
         tree = self._path(top, "tree", required=True)
+        log_file = self._path(top, "log_file")
         local, remote = [], []
         for i, text in enumerate(self._strings(top, "sources", required=True)):
             if looks_remote(text):
@@ -256,6 +258,7 @@ class _Validator:
             ssh_options=ssh_options,
             hooks=hooks,
             monitoring=monitoring,
+            log_file=log_file,
         )
 
     def _ssh_options(self, top: dict) -> tuple[str, ...]:

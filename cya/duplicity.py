@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from cya.config import Settings
 from cya.core.names import parse_time
 from cya.errors import CommandFailed, Interrupted
 from cya.fsutil import remove_tree
-from cya.gpg import Gpg
+from cya.gpg import GPG_OPTIONS, Gpg
 from cya.runs import cache_base
 
 log = logging.getLogger("cya")
@@ -126,7 +126,7 @@ def encryption(settings: Settings) -> list[str]:
         return ["--no-encryption"]
     if mode == "gpg-key":
         return ["--encrypt-key", settings.encryption.gpg_key]
-    return []
+    return [f"--gpg-options={' '.join(GPG_OPTIONS)}"]
 
 
 @dataclass(frozen=True)
@@ -174,24 +174,33 @@ class Duplicity:
         self.gpg.close()
 
     def run(self, argv: Sequence[str], log_file: Path, *, doing: str,
-            pass_fds: Sequence[int] = (), changes: bool = False) -> Outcome:
+            pass_fds: Sequence[int] = (), live: Callable[[int], None] | None = None,
+            changes: bool = False) -> Outcome:
         """Run duplicity with ``argv`` (after the binary) logging to ``log_file``.
 
         Return its log. With ``changes`` (a backup) the file changes are left out of
         it, however many there are, and read with ``file_changes`` from the log and the
         console output, which is kept beside the log. Raise Interrupted when cya was
         asked to stop, CommandFailed (one line saying what it means) when duplicity
-        failed or stalled.
+        failed or stalled. ``live`` is called now and then with how many paths duplicity
+        has reported so far (each added, changed or deleted one at ``--verbosity info``).
         """
         env = self.gpg.env()
         if self.passphrase is not None:
             env["PASSPHRASE"] = self.passphrase
         env["PYTHONIOENCODING"] = "utf-8:surrogateescape"  # any file name prints
         output = log_file.with_name(log_file.name + ".out")
+        seen = [0]
+
+        def count(line: str) -> None:
+            if line[:2] in ("A ", "M ", "D "):
+                seen[0] += 1
+
         done = execute.run([binary(), *argv, "--log-file", str(log_file)], env=env,
                            secrets=[self.passphrase or ""], pass_fds=pass_fds,
                            stall_after=float(os.environ.get(STALL_ENV, "600")),
-                           keep_output=output)
+                           keep_output=output, on_line=count if live else None,
+                           on_poll=(lambda: live(seen[0])) if live else None)
         try:
             records = read_log(log_file, skip=FILE_CHANGES if changes else ())
         finally:
@@ -251,12 +260,13 @@ def reading_argv(command: str, *, settings: Settings, source: Path, time: dateti
     ]
 
 
-def parse_log(lines: Iterable[str], skip: Collection[int] = ()) -> list[LogRecord]:
-    """Parse duplicity's machine-readable log: ``LEVEL CODE [extra]`` then ``. text`` lines.
-    Leave out INFO records whose code is in ``skip`` (with their text)."""
+def parse_log(lines: str | Iterable[str], skip: Collection[int] = ()) -> list[LogRecord]:
+    """Parse duplicity's machine-readable log (its text, or its lines): ``LEVEL CODE
+    [extra]`` then ``. text`` lines. Leave out INFO records whose code is in ``skip``
+    (with their text)."""
     records: list[LogRecord] = []
     skipping = False
-    for line in lines:
+    for line in lines.splitlines() if isinstance(lines, str) else lines:
         if line.startswith(". ") or line == ".":
             if records and not skipping:
                 records[-1].text.append(line[2:])
@@ -271,11 +281,11 @@ def parse_log(lines: Iterable[str], skip: Collection[int] = ()) -> list[LogRecor
 
 
 def _log_lines(log_file: Path) -> Iterator[str]:
-    """The lines of a log file, read as they are needed (a name may hold any byte but
-    a newline is escaped, so a line ends only at ``\\n``)."""
+    """The lines of a log file as ``str.splitlines`` of its whole text gives them, read
+    as they are needed."""
     with open(log_file, "rb") as handle:
         for line in handle:
-            yield line.rstrip(b"\n").decode("utf-8", "replace")
+            yield from line.decode("utf-8", "replace").splitlines()
 
 
 def read_log(log_file: Path, skip: Collection[int] = ()) -> list[LogRecord]:
@@ -322,7 +332,8 @@ def file_changes(outcome: Outcome) -> Iterator[tuple[str, bytes]]:
 
     Names come from each record's escaped control field; names duplicity's log dropped
     (not UTF-8) from its console output, where they are the only lines that do not
-    decode as UTF-8.
+    decode as UTF-8. (A name that is not UTF-8 *and* holds a line break is printed on
+    two lines there and recorded only up to the break: the backup itself holds it whole.)
     """
     if outcome.log_file is not None and outcome.log_file.exists():
         for line in _log_lines(outcome.log_file):
@@ -349,7 +360,8 @@ def file_changes(outcome: Outcome) -> Iterator[tuple[str, bytes]]:
 
 def unreadable_files(records: Sequence[LogRecord]) -> list[str]:
     """Paths duplicity could not read (it warns and goes on without them)."""
-    return [unescape(record.extra) for record in records
+    # duplicity names them by their absolute path; changes are relative to "/"
+    return [unescape(record.extra).lstrip("/") for record in records
             if record.level == "WARNING" and record.code == UNREADABLE_FILE_WARNING]
 
 

@@ -128,12 +128,14 @@ def run(
     stall_after: float | None = None,
     keep_output: Path | None = None,
     on_line: Callable[[str], None] | None = None,
+    on_poll: Callable[[], None] | None = None,
 ) -> Completed:
     """Run ``argv`` to completion and return its exit status and output tail.
 
     ``env`` is added to cya's own environment, ``remove_env`` taken out of it.
     ``keep_output``: write the whole output there (else a temporary file).
-    ``on_line`` is called with each new line of output while the child runs.
+    ``on_line`` is called with each new line of output while the child runs, ``on_poll``
+    every few tenths of a second (progress on a terminal).
     Raise CommandFailed if the program cannot be started.
     """
     log.debug("running: %s", masked(argv, secrets))
@@ -184,6 +186,8 @@ def run(
                 now = time.monotonic()
                 if on_line is not None:
                     read_to = _new_lines(output, read_to, on_line)
+                if on_poll is not None:
+                    on_poll()
                 if timeout is not None and now - started > timeout:
                     stopped = f"timed out after {_seconds(timeout)}"
                 elif stall_after is not None and now - active_at > min(stall_after, 5.0):

@@ -109,11 +109,12 @@ def require_space(path: Path, doing: str) -> None:
     """Raise CyaError ("disk full", naming the file system) when the file system holding
     ``path`` has less than MIN_FREE bytes free for this user: what a dry run says
     instead of promising a run that would fail."""
+    from cya.core.units import size
     from cya.errors import CyaError, mount_point
 
     info = os.statvfs(path)
     free = info.f_bavail * info.f_frsize
     if free < MIN_FREE:
-        raise CyaError(f"disk full: {free} bytes free on the file system at "
+        raise CyaError(f"disk full: {size(free)} free on the file system at "
                        f"{mount_point(path)}, so {doing} would fail",
                        "free some space there (cya trim frees what the tree no longer keeps)")

@@ -11,7 +11,8 @@ Every command that touches a tree opens it here (restic's ``openWithExclusiveLoc
    is read without writing a byte), migrated for writers; missing or damaged is one
    line naming ``cya init --adopt``;
 4. for writers, what a crash interrupted is finished or undone (cya/interrupted.py);
-5. one scan of the tree (``rescan`` after a change).
+5. one scan of the tree; a command that changes the tree updates that view with what
+   it did (``changed``) instead of scanning again.
 """
 
 from __future__ import annotations
@@ -46,15 +47,21 @@ class OpenTree:
             self._view = self.tree.scan()
         return self._view
 
-    def rescan(self) -> TreeView:
-        """Scan again after this run changed the tree."""
-        self._view = self.tree.scan()
-        return self._view
+    def changed(self, view: TreeView) -> None:
+        """This run changed the tree; ``view`` is the tree as it is now."""
+        self._view = view
 
     @property
     def identity(self) -> str:
         """What names this tree's duplicity cache (a copy of the tree gets its own)."""
         return self.tree.identity(self.catalog.tree_id)
+
+
+def unopened(settings: Settings) -> Tree:
+    """The configured tree without opening it: only for ``cya init`` (which makes or
+    adopts it, so there is no state to open yet) and ``cya config validate`` (which only
+    looks whether it is there). Every other command opens it with ``open_tree``."""
+    return Tree(settings.tree)
 
 
 @contextmanager
@@ -70,7 +77,7 @@ def open_tree(settings: Settings, *, write: bool, locked: bool = True,
     ``despite_full_disk``: when finishing an interrupted
     backup fails for want of space, go on (trim, which frees space, keeps what that
     backup needs) instead of failing."""
-    tree = Tree(settings.tree)
+    tree = unopened(settings)
     tree.require()
     lock = TreeLock(tree.lock_path, shared=not write)
     if locked or write:

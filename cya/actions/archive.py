@@ -13,18 +13,23 @@ One run:
 3. per bag: stream the tar into a multipart upload; S3 confirms it and cya checks it
    by HEAD -> crash point after-bag-upload; its manifest (Standard)
    -> after-bag-manifest; then the catalog rows;
-4. per backup the archive can now restore alone: its file index, encrypted
+4. a kept backup or year whose record the bucket lost, or whose record names a bag the
+   bucket lost (its files went up again in a newer bag: the listing shows the bag newer
+   than the record), gets its record written again from the catalog once the bucket
+   holds every file it needs; a lost file index is sent again when the catalog has it;
+5. per backup the archive can now restore alone: its file index, encrypted
    (``indexes/TIME.gpg``), then its record (``backups/TIME.json``: the whole chain, each
    file's bag, offset, size, SHA-256) -> after-backup-record; then the catalog rows;
-5. per finished year without a record: ``years/YEAR.json`` (the year as the tree holds
+6. per finished year without a record: ``years/YEAR.json`` (the year as the tree holds
    it now) -> after-year-index; then the catalog rows;
-6. ``system/``: the catalog (without the file index and sources), the config encrypted,
-   and how the tree is encrypted;
-7. with ``archive.prune``, the remote retention (``cya archive prune --yes``).
+7. ``system/``: the catalog (without the file index and sources), the config encrypted,
+   and how the tree is encrypted (again whenever the bucket lacks one of them);
+8. with ``archive.prune``, the remote retention (``cya archive prune --yes``).
 
 A rerun after a crash anywhere repeats nothing that was recorded: a bag whose manifest
 is in the bucket with the same member digest is adopted after a HEAD, any other
-half-sent upload is aborted and sent again. Nothing archived is ever rewritten.
+half-sent upload is aborted and sent again. Nothing archived is ever rewritten, except a
+record that names a bag the bucket lost (step 4): it was no longer true.
 
 The trim asks ``Guard`` which files the bucket was seen to hold this run, and confirms
 by HEAD (size, class, checksum) the bags of the files it is about to let go of.
@@ -32,9 +37,11 @@ by HEAD (size, class, checksum) the bags of the files it is about to let go of.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,9 +61,10 @@ from cya.catalog import (
 )
 from cya.clock import wall_time
 from cya.config import Settings, read_passphrase
+from cya.core import units
 from cya.core.bagging import BagPlan, BagSpec, NameConflict, YearFile, part_size, plan_bags
 from cya.core.chains import restorable
-from cya.core.names import format_time, parse_name
+from cya.core.names import backup_sets, format_time, parse_name
 from cya.core.retention import awaiting_archive, eligible
 from cya.core.timescale import Level
 from cya.core.treeview import TreeView
@@ -67,6 +75,7 @@ from cya.opentree import OpenTree, open_tree
 from cya.tree import FILES, Tree
 
 log = logging.getLogger("cya")
+CONFIG_COPIED = "config_copied_sha256"  # meta: the config the bucket's encrypted copy holds
 
 
 @dataclass
@@ -77,6 +86,7 @@ class ArchiveResult:
     adopted: list[str] = field(default_factory=list)  # bag keys found already sent
     points: list[str] = field(default_factory=list)  # backups recorded in this run
     years: list[str] = field(default_factory=list)  # years recorded in this run
+    renewed: list[str] = field(default_factory=list)  # keys of records written again
     lost: list[str] = field(default_factory=list)  # bags the bucket lost
     lost_backups: list[str] = field(default_factory=list)  # archived backups they cost
     system_copied: bool = False
@@ -90,6 +100,7 @@ class ArchiveResult:
             "upload_bytes": plan.upload_bytes, "reused_bytes": plan.reused_bytes,
             "files": plan.files, "uploaded": self.uploaded, "adopted": self.adopted,
             "recorded_backups": self.points, "recorded_years": self.years,
+            "renewed_records": self.renewed,
             "lost_bags": self.lost, "lost_backups": self.lost_backups,
             "system_copied": self.system_copied,
         }
@@ -103,11 +114,12 @@ def require_bucket(settings: Settings) -> None:
 
 
 def run(settings: Settings, now: datetime, dry_run: bool = False,
-        progress: Callable[[str], None] | None = None) -> ArchiveResult:
+        progress: Callable[[str], None] | None = None,
+        live: Callable[[str], None] | None = None) -> ArchiveResult:
     """Archive what is due (a dry run only plans: no lock, no network, nothing written)."""
     require_bucket(settings)
     with open_tree(settings, write=not dry_run, locked=not dry_run) as opened:
-        return archive_opened(opened, now, dry_run, progress)
+        return archive_opened(opened, now, dry_run, progress, live)
 
 
 def due_files(view: TreeView, cadence: str) -> list[YearFile]:
@@ -140,7 +152,8 @@ def plan(view: TreeView, catalog: Catalog, settings: Settings) -> BagPlan:
 
 
 def archive_opened(opened: OpenTree, now: datetime, dry_run: bool,
-                   progress: Callable[[str], None] | None = None) -> ArchiveResult:
+                   progress: Callable[[str], None] | None = None,
+                   live: Callable[[str], None] | None = None) -> ArchiveResult:
     """Plan and (unless ``dry_run``) upload, record and prune, on an opened tree."""
     tree, catalog, settings = opened.tree, opened.catalog, opened.settings
     say = progress or (lambda text: None)
@@ -159,21 +172,25 @@ def archive_opened(opened: OpenTree, now: datetime, dry_run: bool,
     result.plan = the_plan = plan(opened.view, catalog, settings)
     for number, bag in enumerate(the_plan.bags, 1):
         say(f"bag {number} of {len(the_plan.bags)}: {len(bag.blobs)} file(s), "
-            f"{bag.data_bytes} bytes")
-        key, adopted = _store_bag(tree, catalog, remote, the_plan.year, bag)
+            f"{units.size(bag.data_bytes)}")
+        key, adopted = _store_bag(tree, catalog, remote, the_plan.year, bag,
+                                  _upload_line(live, number, len(the_plan.bags), bag))
         (result.adopted if adopted else result.uploaded).append(key)
     present = {b.key for b in catalog.bags()
                if b.key in listing or b.key in result.uploaded or b.key in result.adopted}
     result.safe = frozenset(name for name, blob in catalog.blobs().items()
                             if blob.bag in present)
     with Gpg(settings, read_passphrase(settings)) as gpg:
+        result.renewed = _renew_records(catalog, remote, gpg, listing, result.safe)
         result.points = _record_points(opened, remote, gpg, result.safe)
-    result.years = _record_years(opened, remote, result.safe)
-    result.lost_backups = _damage(catalog)
-    if result.uploaded or result.points or result.years or result.lost \
-            or not catalog.get_meta(SYSTEM_COPIED):
-        copy_system(tree, catalog, remote, settings)
-        result.system_copied = True
+        result.years = _record_years(opened, remote, result.safe)
+        result.lost_backups = _damage(catalog)
+        missing = any(remote.key(k) not in listing for k in (
+            layout.SYSTEM_CATALOG, layout.SYSTEM_CONFIG_KEY, layout.SYSTEM_SETUP))
+        if result.uploaded or result.points or result.years or result.lost \
+                or result.renewed or missing:
+            copy_system(tree, catalog, remote, settings, gpg, force_config=missing)
+            result.system_copied = True
     if settings.archive.prune:
         from cya.actions.archive_admin import prune_opened
 
@@ -213,8 +230,25 @@ def bag_keys(remote: Remote, group: str, bag: BagSpec) -> tuple[str, str]:
     return remote.key(relative), remote.key(layout.manifest_of(relative))
 
 
+def _upload_line(live: Callable[[str], None] | None, number: int, bags: int, bag: BagSpec
+                 ) -> Callable[[int], None] | None:
+    """What a bag's upload says on a terminal: bytes, rate and time left."""
+    if live is None:
+        return None
+    started = time.monotonic()
+    total = bag.estimated_bytes
+
+    def line(sent: int) -> None:
+        seconds = time.monotonic() - started
+        left = (total - sent) * seconds / sent if sent and seconds else 0
+        live(f"uploading bag {number} of {bags}: {units.size(sent)} of {units.size(total)}, "
+             f"{units.rate(sent, seconds)}, about {left:.0f} s left")
+    return line
+
+
 def _store_bag(tree: Tree, catalog: Catalog, remote: Remote, group: str,
-               bag: BagSpec) -> tuple[str, bool]:
+               bag: BagSpec, on_progress: Callable[[int], None] | None = None
+               ) -> tuple[str, bool]:
     """Upload one bag (or adopt it, if a crashed run sent it) and record it.
     Return its key and whether it was adopted."""
     key, manifest_key = bag_keys(remote, group, bag)
@@ -222,7 +256,8 @@ def _store_bag(tree: Tree, catalog: Catalog, remote: Remote, group: str,
     adopted = manifest is not None
     if manifest is None:
         upload = StreamingUpload(remote, key, part_size(bag.estimated_bytes),
-                                 {"cya-digest": bag.digest, "cya-tree": catalog.tree_id})
+                                 {"cya-digest": bag.digest, "cya-tree": catalog.tree_id},
+                                 on_progress)
         try:
             members = write_bag(bag, tree.root, upload)
         except OSError as error:
@@ -262,6 +297,54 @@ def _adoptable(remote: Remote, key: str, manifest_key: str, bag: BagSpec
     if head is None or head["ContentLength"] != manifest.size:
         return None
     return manifest
+
+
+def _renew_records(catalog: Catalog, remote: Remote, gpg: Gpg, listing: dict[str, dict],
+                   safe: frozenset[str]) -> list[str]:
+    """Write again, from the catalog, the record of every kept backup and year that the
+    bucket lost or that names a bag the bucket lost since (its files went up again in a
+    bag newer than the record), once the bucket holds every file it needs (``safe``), and
+    the encrypted file index of a kept backup the bucket lost, when the catalog has it.
+    Return the keys written."""
+    blobs = catalog.blobs()
+
+    def stale(record_key: str, names: Collection[str]) -> bool:
+        record = listing.get(record_key)
+        if record is None:
+            return True
+        for name in names:
+            bag = listing.get(blobs[name].bag)  # None: sent in this run, after the listing
+            if bag is None or bag["LastModified"] > record["LastModified"]:
+                return True
+        return False
+
+    links = catalog.index_links()
+    renewed = []
+    for point in catalog.points():
+        if not set(point.names) <= safe:
+            continue
+        if point.index_key and point.index_key not in listing and point.time in links:
+            remote.put_bytes(point.index_key, gpg.encrypt(catalog.index_delta(point.time)),
+                             "application/octet-stream")
+            renewed.append(point.index_key)
+        if stale(point.record_key, point.names):
+            chain = [name for s in backup_sets(point.names) for name in s.files]
+            record = BackupPoint(point.time, point.level,
+                                 tuple(_stored(blobs[name]) for name in chain),
+                                 point.index_key, point.archived_at)
+            remote.put_json(point.record_key, record.as_json())
+            renewed.append(point.record_key)
+    for year in catalog.archived_years():
+        files = catalog.year_files(year.year)
+        if set(files.values()) <= safe and stale(year.index_key, files.values()):
+            record = YearPoint(year.year, {path: _stored(blobs[name])
+                                           for path, name in files.items()}, year.archived_at)
+            remote.put_json(year.index_key, record.as_json())
+            renewed.append(year.index_key)
+    if renewed:
+        log.info("wrote again %d record(s) the bucket had lost or that named a lost bag",
+                 len(renewed))
+    return renewed
 
 
 def _stored(blob: BlobRecord) -> Stored:
@@ -339,7 +422,8 @@ def _year_files(view: TreeView, year: Level) -> list[YearFile]:
             or year.is_ancestor_of(level)]
 
 
-def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings) -> None:
+def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings,
+                gpg: Gpg | None = None, force_config: bool = False) -> None:
     """Copy what ``cya recover`` needs to ``system/``: the catalog without the file index
     and sources, the config encrypted (it names the sources), and how the tree is
     encrypted (mode and key id: no secret)."""
@@ -350,10 +434,17 @@ def copy_system(tree: Tree, catalog: Catalog, remote: Remote, settings: Settings
         catalog.copy_without_index(copy)
         remote.put_bytes(remote.key(layout.SYSTEM_CATALOG), copy.read_bytes(),
                          "application/vnd.sqlite3")
-        with Gpg(settings, read_passphrase(settings)) as gpg:
-            remote.put_bytes(remote.key(layout.SYSTEM_CONFIG_KEY),
-                             gpg.encrypt(settings.config_path.read_bytes()),
+        config = settings.config_path.read_bytes()
+        digest = hashlib.sha256(config).hexdigest()
+        if force_config or catalog.get_meta(CONFIG_COPIED) != digest:  # changed or lost
+            if gpg is None:
+                with Gpg(settings, read_passphrase(settings)) as own:
+                    sealed = own.encrypt(config)
+            else:
+                sealed = gpg.encrypt(config)
+            remote.put_bytes(remote.key(layout.SYSTEM_CONFIG_KEY), sealed,
                              "application/octet-stream")
+            catalog.set_meta(CONFIG_COPIED, digest)
         remote.put_json(remote.key(layout.SYSTEM_SETUP), {
             "format": 1, "encryption": settings.encryption.mode,
             "gpg_key": settings.encryption.gpg_key, "tree_id": catalog.tree_id})

@@ -28,11 +28,11 @@ from cya.archive import layout
 from cya.archive.records import BackupPoint, BagManifest, RecordError, YearPoint
 from cya.archive.s3 import ARCHIVE_CLASSES, Remote
 from cya.catalog import ARCHIVE_DAMAGE, SYSTEM_COPIED, YearRecord
-from cya.clock import parse_record_time, record_time
+from cya.clock import iso, iso_record, parse_record_time, record_time
 from cya.config import Settings
 from cya.core.chains import restorable
 from cya.core.costs import Prices, early_deletion, storage_month
-from cya.core.names import format_time
+from cya.core.names import format_time, parse_time
 from cya.core.retention import Point, PrunePlan, RemoteObject, keep_points, plan_prune
 from cya.errors import ArchiveError
 from cya.opentree import OpenTree, open_tree
@@ -56,7 +56,11 @@ class ArchiveStatus:
     system_copied_at: str | None
 
     def as_json(self) -> dict:
-        return {"version": 1, **asdict(self), "years": [asdict(y) for y in self.years]}
+        return {"version": 1, **asdict(self),
+                "newest": iso(parse_time(self.newest)) if self.newest else None,
+                "system_copied_at": iso_record(self.system_copied_at),
+                "years": [{**asdict(y), "archived_at": iso_record(y.archived_at)}
+                          for y in self.years]}
 
 
 def status(settings: Settings) -> ArchiveStatus:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import grp
 import hashlib
+import json
 import logging
 import os
 import pwd
@@ -41,14 +42,17 @@ from typing import TYPE_CHECKING, TypeVar
 
 from cya import duplicity, metadata, sshfs
 from cya.actions.trim import TrimResult, trim_opened
+from cya.catalog import CHECK_DAMAGE
 from cya.clock import iso, show_time, wall_time
 from cya.config import Settings, read_passphrase
-from cya.core import fileindex
+from cya.core import fileindex, units
 from cya.core import metadata as formats
 from cya.core.chains import chain_problem
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
-from cya.core.timescale import leaf_for
+from cya.core.retention import TrimPlan
+from cya.core.timescale import Level, leaf_for
+from cya.core.treeview import FileInfo, TreeView
 from cya.errors import ConfigError, CyaError, Interrupted, TimeWentBackwards, UsageError
 from cya.fsutil import crash_point, fsync_dir, remove_tree, require_space
 from cya.hooks import HookContext, run_hooks
@@ -78,6 +82,7 @@ class BackupRequest:
     allow_future: bool = False
     progress: Callable[[str], None] | None = None
     monitor: Monitor | None = None  # pings start once the lock is held
+    live: Callable[[str], None] | None = None  # a status line on a terminal
 
 
 @dataclass
@@ -90,6 +95,7 @@ class BackupResult:
     warnings: list[str] = field(default_factory=list)  # kept backup, but exit 1
     trim: TrimResult | None = None
     archive: ArchiveResult | None = None
+    upcoming: TrimPlan | None = None  # (dry run) what the trim after this backup would do
 
     def as_json(self) -> dict:
         """``cya backup --json``: every time ISO 8601 with its offset."""
@@ -108,6 +114,8 @@ class BackupResult:
             "unreadable": [fileindex.shown(p) for p in self.unreadable],
             "archive": self.archive.as_json() if self.archive is not None else None,
             "trim": self.trim.as_json() if self.trim is not None else None,
+            "would_trim": ([str(d.level) for d in self.upcoming.delete]
+                           if self.upcoming is not None else None),
             "warnings": self.warnings,
         }
 
@@ -173,6 +181,10 @@ def run(settings: Settings, request: BackupRequest) -> BackupResult:
         result = BackupResult(placement, request.dry_run, opened.finished)
         if request.dry_run:
             require_space(opened.tree.root, "the backup")
+            from cya.actions.trim import after_next_backup
+
+            result.upcoming = after_next_backup(opened.view, settings, request.now,
+                                                opened.catalog.blobs())
             return result
         if request.monitor is not None:
             request.monitor.start()
@@ -221,11 +233,10 @@ def _backup_and_after(opened: OpenTree, placement: Placement, passphrase: str | 
         if not every:
             raise CyaError("no source could be read: every remote source failed to mount",
                            "check the hosts and ssh_options; nothing was written")
-        _backup(opened, placement, passphrase, every, result, mounts.foreign())
-    opened.rescan()
+        _backup(opened, placement, passphrase, every, result, mounts.foreign(), request.live)
     guard = None
     if request.archive and settings.archive.enabled:
-        result.archive = _archive(opened, request.now, result, request.progress)
+        result.archive = _archive(opened, request.now, result, request.progress, request.live)
         guard = _guard(opened, result.archive)
     if request.trim:
         result.trim = _kept_despite(result, placement.time, "trimming",
@@ -257,14 +268,27 @@ def plan(opened: OpenTree, now: datetime) -> Placement:
         ) from None
     if placement.base is not None:
         problem = chain_problem(view.sets(placement.base))
+        if problem is None:
+            problem = _checked_damage(opened, view, placement.base)
         if problem is not None:
             placement = dataclasses.replace(placement, broken=problem)
     return placement
 
 
+def _checked_damage(opened: OpenTree, view: TreeView, base: Level) -> str | None:
+    """A file of the base's newest chain that ``cya check`` found damaged (and ``cya
+    repair`` has not fixed): names alone cannot see a flipped byte."""
+    damaged = set(json.loads(opened.catalog.get_meta(CHECK_DAMAGE) or "[]"))
+    sets = view.sets(base)
+    fulls = [i for i, s in enumerate(sets) if s.full]
+    newest = sets[fulls[-1]:] if fulls else sets
+    hit = sorted(damaged & {name for s in newest for name in s.files})
+    return f"cya check found {hit[0]} damaged" if hit else None
+
+
 def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
             sources: list[tuple[Path, Path]], result: BackupResult,
-            also_never: list[Path]) -> None:
+            also_never: list[Path], live: Callable[[str], None] | None = None) -> None:
     """Steps 3-9 for one placement."""
     tree = opened.tree
     time = placement.time
@@ -282,7 +306,7 @@ def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
     try:
         with duplicity.Duplicity(opened.settings, passphrase) as runner:
             _make(opened, placement, journal, cache, runner, [real for _, real in sources],
-                  also_never)
+                  also_never, live)
     except (Interrupted, KeyboardInterrupt) as error:
         how = (" " + error.message.removeprefix("interrupted ")
                if isinstance(error, Interrupted) else "")
@@ -301,21 +325,42 @@ def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
         if journal.phase != "captured":
             undo(tree, journal)
         raise _os_error(error, tree) from None
+    added = _added(opened.view, placement, journal, run_dir(tree, journal) / "files")
     finish(tree, opened.catalog, journal, placement)
+    opened.changed(opened.view.with_files(added))
     duplicity.drop_caches(cache)
     result.statistics = journal.statistics or {}
     result.unreadable = journal.unreadable or []
 
 
+def _added(view: TreeView, placement: Placement, journal: BackupJournal, files: Path
+           ) -> dict[Level, dict[str, FileInfo]]:
+    """The files each level gained from a published backup (new levels: the base's files
+    they were seeded with and the new ones), so the tree need not be scanned again."""
+    levels = len(placement.link_into)
+    new = {}
+    for name in journal.new or []:
+        info = os.stat(files / name)
+        new[name] = FileInfo(info.st_size, info.st_ino, levels)
+    seeded = {name: dataclasses.replace(found, links=found.links + len(placement.new_levels))
+              for name, found in view.info.get(placement.base, {}).items()
+              if name in set(journal.seeded or [])} if placement.base else {}
+    added = {level: {**seeded, **new} for level in placement.new_levels}
+    if placement.base is not None:
+        added[placement.base] = new
+    return added
+
+
 def _archive(opened: OpenTree, now: datetime, result: BackupResult,
-             progress: Callable[[str], None] | None) -> ArchiveResult | None:
+             progress: Callable[[str], None] | None,
+             live: Callable[[str], None] | None = None) -> ArchiveResult | None:
     """Put what is due off-site; a failure is a warning (the backup stays). When the
     bucket lost something the tree no longer holds, that is a warning too."""
     from cya.actions.archive import archive_opened
 
     archived = _kept_despite(result, result.placement.time, "archiving",
                              lambda: archive_opened(opened, now, dry_run=False,
-                                                    progress=progress))
+                                                    progress=progress, live=live))
     if archived is not None and archived.lost_backups:
         result.warnings.append(
             f"the archive is damaged: the bucket lost {len(archived.lost)} bag(s) and can no "
@@ -349,7 +394,7 @@ def _kept_despite(result: BackupResult, time: datetime, doing: str, step: Callab
 
 def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
           cache: duplicity.Cache, runner: duplicity.Duplicity, sources: list[Path],
-          also_never: list[Path]) -> None:
+          also_never: list[Path], live: Callable[[str], None] | None = None) -> None:
     """Steps 3-7: journal, seed, duplicity, capture, publish."""
     tree = opened.tree
     journal.save(tree)
@@ -371,9 +416,21 @@ def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
         cache=cache, tempdir=work / "tmp", time=placement.time, never=never, also=[recorded])
     cache.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     duplicity.adopt_cache(cache)
+    seeded = set(journal.seeded)
+
+    def progress(paths: int) -> None:
+        # volumes are written in duplicity's temp dir, then moved into the target
+        written = sum(entry.stat().st_size for entry in os.scandir(files)
+                      if entry.name not in seeded and entry.is_file())
+        written += sum(os.path.getsize(os.path.join(root, name))
+                       for root, _dirs, names in os.walk(work / "tmp") for name in names
+                       if os.path.isfile(os.path.join(root, name)))
+        live(f"backing up: {paths} path(s) added, changed or deleted; "
+             f"{units.size(written)} written")
+
     outcome = runner.run(argv, work / "duplicity.log", doing="back up",
                          pass_fds=[opened.lock.fd] if opened.lock.fd is not None else [],
-                         changes=True)
+                         live=progress if live else None, changes=True)
     new = capture(files, journal.seeded)
     _write_index(work / INDEX, duplicity.file_changes(outcome), recorded)
     seeded_times = complete_backup_times(journal.seeded)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cya.browse import FileLister
+from cya.clock import iso
 from cya.config import Settings
 from cya.core import fileindex
 from cya.core.chains import Restorable, restorable
-from cya.core.names import format_time
 from cya.opentree import open_tree
 
 
@@ -23,7 +23,7 @@ class Found:
     archive_cost: float | None = None  # only the archive holds it: about this to restore
 
     def as_json(self) -> dict:
-        return {"backup": format_time(self.backup.time), "level": str(self.backup.level),
+        return {"backup": iso(self.backup.time), "level": str(self.backup.level),
                 "archive_only": self.archive_cost is not None,
                 "archive_cost_usd": (round(self.archive_cost, 2)
                                      if self.archive_cost is not None else None),

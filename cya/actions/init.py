@@ -24,8 +24,10 @@ from cya.clock import wall_time
 from cya.config import Settings, absolute, check_private, load, toml_string
 from cya.core.chains import restorable
 from cya.core.names import format_time
+from cya.core.remote import looks_remote, parse_remote
 from cya.errors import CatalogError, UsageError
 from cya.fsutil import atomic_write, fsync_dir, make_private_dir
+from cya.opentree import unopened
 from cya.tree import STATE, Tree
 
 
@@ -97,7 +99,7 @@ def run(request: InitRequest) -> InitResult:
 def _adopt_with_config(request: InitRequest) -> InitResult:
     """``cya init --adopt`` with the config in place: rebuild the tree's state only."""
     settings = load(request.config_path)
-    tree = Tree(settings.tree)
+    tree = unopened(settings)
     if not tree.root.is_dir():
         raise UsageError(f"the tree {tree.root} named in {settings.config_path} does not exist",
                          "is its disk mounted?")
@@ -169,6 +171,12 @@ def _check(request: InitRequest) -> list[str]:
     if request.config_path.exists() and not request.force:
         problems.append(f"config {request.config_path} already exists (use --force to replace it)")
     for source in request.sources:
+        if looks_remote(str(source)):
+            try:
+                parse_remote(str(source))
+            except ValueError as error:
+                problems.append(f"source {source}: {error}")
+            continue
         if not source.exists():
             problems.append(f"source {source} does not exist")
         problems += _not_utf8(source, "source")

@@ -17,11 +17,10 @@ from operator import itemgetter
 
 from cya.actions.find import archive_only, restore_cost
 from cya.browse import FileLister
-from cya.clock import show_time
+from cya.clock import iso, show_time
 from cya.config import Settings
 from cya.core import fileindex
 from cya.core.chains import Restorable, choose, restorable
-from cya.core.names import format_time
 from cya.core.retention import eligible
 from cya.core.timescale import Level
 from cya.errors import CyaError
@@ -41,7 +40,7 @@ class LevelListing:
             "level": str(self.level),
             "kind": self.level.kind,
             "chain_length": len(self.backups),
-            "backups": [{"time": format_time(t), "full": full} for t, full in self.backups],
+            "backups": [{"time": iso(t), "full": full} for t, full in self.backups],
             "unique_bytes": self.unique_bytes,
             "archive": self.archive,
         }
@@ -56,7 +55,7 @@ class TreeListing:
     archive_only: tuple[str, ...] = ()  # archived years no longer in the tree
 
     def as_json(self) -> dict:
-        return {"tree": self.tree, "restorable_backups": self.restorable,
+        return {"version": 1, "tree": self.tree, "restorable_backups": self.restorable,
                 "total_bytes": self.total_bytes,
                 "levels": [level.as_json() for level in self.levels],
                 "archive_only_years": list(self.archive_only)}
@@ -103,8 +102,8 @@ class FileListing:
     def as_json(self) -> dict:
         return {
             "version": 1,
-            "asked": self.asked.isoformat(),
-            "backup": format_time(self.backup.time),
+            "asked": iso(self.asked),
+            "backup": iso(self.backup.time),
             "level": str(self.backup.level),
             "sizes_known": self.from_index,
             "archive_only": self.archive_cost is not None,

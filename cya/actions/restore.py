@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING
 
 from cya import duplicity, metadata
 from cya.browse import FileLister, private_tempdir, show_gap
-from cya.clock import show_time
+from cya.clock import iso, show_time
 from cya.config import Settings, read_passphrase
-from cya.core import fileindex
+from cya.core import fileindex, units
 from cya.core.chains import Restorable, bytes_to_read, choose, restorable
 from cya.core.names import format_time
 from cya.core.treeview import TreeView
@@ -86,6 +86,22 @@ class RestorePlan:
     metadata_dir: str | None = None  # where the backup holds cya's metadata (absolute)
     metadata: bool = True
     strict_metadata: bool = False
+
+    def as_json(self) -> dict:
+        """``cya restore --dry-run --json``: every time ISO 8601 with its offset."""
+        fetch = None
+        if self.fetch is not None:
+            cost = self.fetch.estimate
+            fetch = {"tier": self.tier, "bags": cost.objects, "thawed_bytes": cost.thawed_bytes,
+                     "fetched_bytes": cost.fetched_bytes, "hours": cost.hours,
+                     "dollars": round(cost.dollars, 2)}
+        return {"version": 1, "asked": iso(self.asked), "backup": iso(self.backup.time),
+                "level": str(self.backup.level), "full": self.backup.full,
+                "chain_length": self.backup.chain_length, "volumes": self.backup.volumes,
+                "bytes_to_read": self.bytes_to_read, "target": str(self.target),
+                "path": fileindex.shown(self.path) if self.path else None,
+                "explanation": self.explain(), "from_archive": fetch,
+                "archive_closer": iso(self.archive_closer) if self.archive_closer else None}
 
     def explain(self) -> str:
         gap = show_gap(self.asked, self.backup.time)
@@ -252,7 +268,8 @@ class RestoreResult:
 
 
 def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
-        say: Callable[[str], None] = lambda text: None) -> RestoreResult:
+        say: Callable[[str], None] = lambda text: None,
+        live: Callable[[str], None] | None = None) -> RestoreResult:
     """Restore per ``the_plan``; raise CyaError if duplicity fails (the target untouched),
     ThawPending while archived bags are still thawing."""
     passphrase = read_passphrase(settings)
@@ -269,7 +286,7 @@ def run(settings: Settings, the_plan: RestorePlan, wait: bool = False,
                               restore_target=target)
         run_hooks("before_restore", settings.hooks, context)
         try:
-            result = _restore(opened, the_plan, passphrase, source, wait, say)
+            result = _restore(opened, the_plan, passphrase, source, wait, say, live)
         except CyaError as error:
             _on_error(settings, dataclasses.replace(context, status="failed",
                                                     error=error.one_line()))
@@ -286,7 +303,8 @@ def _on_error(settings: Settings, context: HookContext) -> None:
 
 
 def _restore(opened: OpenTree, the_plan: RestorePlan, passphrase: str | None, source: Path,
-             wait: bool, say: Callable[[str], None]) -> RestoreResult:
+             wait: bool, say: Callable[[str], None],
+             live: Callable[[str], None] | None = None) -> RestoreResult:
     """Restore into staging inside the target, re-apply metadata, merge into the target."""
     settings = opened.settings
     target = the_plan.target
@@ -309,9 +327,16 @@ def _restore(opened: OpenTree, the_plan: RestorePlan, passphrase: str | None, so
                 time=the_plan.backup.time,
                 work=work, extra=[*(["--path-to-restore", the_plan.path]
                                     if the_plan.path else []), str(out)])
+            free = os.statvfs(target).f_bavail * os.statvfs(target).f_frsize
+
+            def progress(_paths: int) -> None:
+                info = os.statvfs(target)
+                live(f"restoring: {units.size(max(0, free - info.f_bavail * info.f_frsize))}"
+                     " written")
+
             try:
                 runner.run(argv, work / "duplicity.log",
-                           doing=f"restore into {target}")
+                           doing=f"restore into {target}", live=progress if live else None)
                 report = _reapply(the_plan, restored, out, runner, source, work)
             except CommandFailed as error:
                 raise _restore_failure(error, the_plan, target) from None
@@ -403,7 +428,7 @@ def _from_archive(opened: OpenTree, the_plan: RestorePlan, wait: bool,
     thaw(remote, opened.catalog, the_plan.fetch, the_plan.tier, wait, say)
     fetched.mkdir(mode=0o700)
     received = fetch(remote, the_plan.fetch, fetched)
-    say(f"fetched {received} bytes from {len(the_plan.fetch.bags)} bag(s), "
+    say(f"fetched {units.size(received)} from {len(the_plan.fetch.bags)} bag(s), "
         "every SHA-256 verified")
     return fetched / the_plan.backup.level.relpath / "files"
 
@@ -422,8 +447,9 @@ def _check_sizes(opened: OpenTree, backup: Restorable, source: Path) -> None:
             except FileNotFoundError:
                 size = None
             if size != recorded[name][0]:
-                raise CyaError(f"{name} in {backup.level} is damaged ({size} bytes, "
-                               f"{recorded[name][0]} when it was written)",
+                found = "missing" if size is None else f"{size} bytes"
+                raise CyaError(f"{name} in {backup.level} is damaged ({found}, "
+                               f"{recorded[name][0]} bytes when it was written)",
                                "run: cya check (it says how to repair it); other backups "
                                "whose chains do not need it still restore")
 

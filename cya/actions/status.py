@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cya.catalog import ARCHIVE_DAMAGE, SYSTEM_COPIED
+from cya.clock import iso, iso_record
 from cya.config import Settings
 from cya.core.chains import restorable
-from cya.core.names import format_time, parse_time
+from cya.core.names import parse_time
 from cya.core.retention import awaiting_archive, eligible
 from cya.lock import lock_holders
 from cya.opentree import open_tree
@@ -42,8 +43,9 @@ class Status:
 
     def as_json(self) -> dict:
         return {
+            "version": 1,
             "tree": self.tree,
-            "last_backup": format_time(self.last_backup) if self.last_backup else None,
+            "last_backup": iso(self.last_backup) if self.last_backup else None,
             "age_seconds": int(self.age.total_seconds()) if self.age is not None else None,
             "current_leaf": self.current_leaf,
             "levels": self.levels,
@@ -71,7 +73,7 @@ def archive_state(opened, last: datetime | None) -> dict:
     return {
         "cadence": opened.settings.archive.cadence,
         "archived_backups": len(points),
-        "newest_archived": format_time(newest) if newest else None,
+        "newest_archived": iso(newest) if newest else None,
         "lag_seconds": (int((last - newest).total_seconds()) if last and newest
                         else None),
         "files_due_not_archived": len(due - stored - set(catalog.pruned_sizes())),
@@ -80,7 +82,7 @@ def archive_state(opened, last: datetime | None) -> dict:
                                                               catalog.archived_year_paths())],
         "damaged": json.loads(catalog.get_meta(ARCHIVE_DAMAGE) or "[]"),
         "pending_thaws": len(catalog.thaws()),
-        "system_copied_at": catalog.get_meta(SYSTEM_COPIED),
+        "system_copied_at": iso_record(catalog.get_meta(SYSTEM_COPIED)),
     }
 
 

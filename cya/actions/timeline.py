@@ -29,6 +29,16 @@ def run(settings: Settings, tz: tzinfo) -> list[Month]:
         return calendar(opened.view, tz, archived)
 
 
+def as_json(rows: list[Month]) -> dict:
+    """``cya timeline --json``: every day of every month with its shade (None: nothing
+    restores it)."""
+    return {"version": 1, "legend": {kind: text for kind, text in LEGEND.items()},
+            "months": [{"month": f"{row.first:%Y-%m}",
+                        "days": [{"date": row.first.replace(day=n + 1).isoformat(),
+                                  "shade": kind} for n, kind in enumerate(row.days)]}
+                       for row in rows]}
+
+
 def legend() -> str:
     return "  ".join(f"{SHADES[kind]} {text}" for kind, text in LEGEND.items()) + \
         "  · nothing"

@@ -40,13 +40,19 @@ class TrimResult:
     bytes_freed: int
     dry_run: bool
     warnings: list[str] = field(default_factory=list)  # why something due was kept
+    upcoming: TrimPlan | None = None  # (dry run) what the trim after the next backup does
 
     def as_json(self) -> dict:
         return {
+            "version": 1,
             "dry_run": self.dry_run,
             "bytes_freed": self.bytes_freed,
             "delete": [{"level": str(d.level), "reason": d.reason} for d in self.plan.delete],
             "keep": [{"level": str(d.level), "reason": d.reason} for d in self.plan.keep],
+            "warnings": self.warnings,
+            "after_next_backup": ([{"level": str(d.level), "reason": d.reason}
+                                   for d in self.upcoming.delete]
+                                  if self.upcoming is not None else None),
         }
 
 
@@ -70,6 +76,18 @@ def plan(view: TreeView, settings: Settings, now: datetime,
     unarchived = (unsafe_levels(view, eligible(view, settings.archive.cadence), safe or ())
                   if settings.archive.enabled else [])
     return plan_trim(view.levels(), view.chained(), settings.trim.keep_for, current, unarchived)
+
+
+def after_next_backup(view: TreeView, settings: Settings, now: datetime,
+                      safe: Collection[str] | None = None) -> TrimPlan:
+    """What the trim after a backup at ``now`` will do: the plan for the tree with that
+    backup's levels in it (what ``trim --dry-run`` and ``backup --dry-run`` show)."""
+    leaf = leaf_for(now.date(), settings.week_start)
+    levels = set(view.levels()) | set(leaf.lineage())
+    complete = set(view.chained()) | set(leaf.lineage())
+    unarchived = (unsafe_levels(view, eligible(view, settings.archive.cadence), safe or ())
+                  if settings.archive.enabled else [])
+    return plan_trim(levels, complete, settings.trim.keep_for, [leaf], unarchived)
 
 
 def trim_opened(opened: OpenTree, now: datetime, dry_run: bool,
@@ -104,10 +122,12 @@ def trim_opened(opened: OpenTree, now: datetime, dry_run: bool,
             move_to_trash(tree, level)
         crash_point("after-trash-rename")
         empty_trash(tree)
-        opened.rescan()
+        opened.changed(view.without_levels(doomed))
     if not dry_run:  # the file index of what left the tree goes too
         opened.catalog.forget_indexes(unused_indexes(opened.view, opened.catalog, archiving))
-    return TrimResult(the_plan, freed, dry_run, guard.problems if guard is not None else [])
+    upcoming = after_next_backup(view, opened.settings, now, safe) if dry_run else None
+    return TrimResult(the_plan, freed, dry_run, guard.problems if guard is not None else [],
+                      upcoming)
 
 
 def _last_copies(view: TreeView, doomed: list[Level]) -> set[str]:

@@ -80,7 +80,8 @@ def _digest(data: Mapping, key: str, where: str) -> str:
 def _format(data: object, where: str) -> Mapping:
     if not isinstance(data, dict):
         raise RecordError(f"{where} is not a JSON object", "the record is damaged")
-    if data.get("format") not in READABLE:
+    version = data.get("format")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE:
         raise RecordError(f"{where} has format {data.get('format')!r}, not one of {READABLE}",
                           "upgrade cya, or the record is damaged")
     return data
@@ -179,13 +180,17 @@ class Stored:
         if not isinstance(data, dict):
             raise RecordError(f"{where}: an entry is not an object", "the record is damaged")
         name = _get(data, "name", str, where)
-        if parse_name(name) is None:
+        parsed = parse_name(name)
+        if parsed is None or parsed.partial:
             raise RecordError(f"{where}: {name!r} is not a duplicity file name",
                               "the record is damaged or crafted; it was not used")
         member = _get(data, "member", str, where)
         member_path(member, where)
-        return Stored(name, _digest(data, "sha256", where), _get(data, "size", int, where),
-                      _get(data, "bag", str, where), _get(data, "offset", int, where), member)
+        size, offset = _get(data, "size", int, where), _get(data, "offset", int, where)
+        if size < 0 or offset < 0:
+            raise RecordError(f"{where}: negative offset or size", "the record is damaged")
+        return Stored(name, _digest(data, "sha256", where), size,
+                      _get(data, "bag", str, where), offset, member)
 
 
 @dataclass(frozen=True)

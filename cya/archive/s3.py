@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -308,8 +308,10 @@ class StreamingUpload:
     last part, completes the upload and verifies it by HEAD; ``abort`` drops it.
     """
 
-    def __init__(self, remote: Remote, key: str, part_size: int, metadata: dict[str, str]):
+    def __init__(self, remote: Remote, key: str, part_size: int, metadata: dict[str, str],
+                 on_progress: Callable[[int], None] | None = None):
         self.remote = remote
+        self.on_progress = on_progress  # called with the bytes written so far
         self.key = key
         self.part_size = part_size
         self.nonce = secrets.token_hex(16)
@@ -333,6 +335,8 @@ class StreamingUpload:
     def write(self, data: bytes) -> int:
         count = len(data)
         self.position += count
+        if self.on_progress is not None:
+            self.on_progress(self.position)
         while data:
             room = self.part_size - self.filled
             piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])

@@ -32,12 +32,15 @@ class Restorable:
                    if (p := parse_name(n)) is not None and p.role == "volume")
 
 
-def chain_to(sets: list[BackupSet], time: datetime) -> tuple[BackupSet, ...]:
+def chain_to(sets: list[BackupSet], time: datetime,
+             complete: dict[datetime, BackupSet] | None = None) -> tuple[BackupSet, ...]:
     """The sets duplicity reads to restore the backup at ``time``, full first: each
     incremental's start is the time of the complete set before it. Empty when the
     backup at ``time`` is not complete or its chain has a gap (a lost set, a damaged
-    one): duplicity could not restore it, so it is not restorable."""
-    complete = {s.time: s for s in sets if s.complete}
+    one): duplicity could not restore it, so it is not restorable. ``complete``: the
+    sets by time, when the caller asks for many times of one level."""
+    if complete is None:
+        complete = {s.time: s for s in sets if s.complete}
     current = complete.get(time)
     chain = []
     while current is not None:
@@ -77,8 +80,9 @@ def restorable(view: TreeView) -> list[Restorable]:
     best: dict[datetime, Restorable] = {}
     for level in view.levels():
         sets = view.backups(level)
+        by_time = {s.time: s for s in sets}
         for backup in sets:
-            chain = chain_to(sets, backup.time)
+            chain = chain_to(sets, backup.time, by_time)
             if not chain:
                 continue
             candidate = Restorable(backup.time, backup.full, level, chain)

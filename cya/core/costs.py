@@ -1,8 +1,7 @@
 """What the archive costs: storage, requests, retrieval, early deletion (DESIGN.md 4).
 
-Prices are us-east-1 list prices with the date they were read; the config may
-override any of them (``[archive.prices]``). Every estimate cya prints before a
-thaw or a prune comes from here.
+Prices are us-east-1 list prices with the date they were read (``Prices.as_of``).
+Every estimate cya prints before a thaw or a prune comes from here.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from dateutil import parser, tz
 from dateutil.relativedelta import relativedelta
 
-_INTERVAL_PART = re.compile(r"(\d+)([smhDWMY])")
+_INTERVAL_PART = re.compile(r"([0-9]+)([smhDWMY])")
 _UNITS = {
     "s": lambda n: relativedelta(seconds=n),
     "m": lambda n: relativedelta(minutes=n),
@@ -73,17 +73,28 @@ def parse_when(text: str, now: datetime, local: tzinfo) -> datetime:
         return now
     interval = parse_interval(text)
     if interval is not None:
-        return now - interval
-    moment = parse_moment(text, local)
-    if re.fullmatch(r"\d{4}-?\d{2}-?\d{2}", text):
-        moment = datetime.combine(moment.date(), time.max, tzinfo=moment.tzinfo)
-    return moment
+        try:
+            return now - interval
+        except (OverflowError, ValueError):
+            raise ValueError(f"{text} reaches before the year 1") from None
+    if re.fullmatch(r"[0-9]{4}-?[0-9]{2}-?[0-9]{2}", text):
+        # the end of that day: it exists even when the clocks skipped its midnight
+        try:
+            day = parser.isoparse(text).date()
+        except (ValueError, OverflowError) as error:
+            raise ValueError(str(error)) from None
+        return datetime.combine(day, time.max, tzinfo=local)
+    return parse_moment(text, local)
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """Return a fixed length such as ``36h`` or ``2D`` (months and years not allowed)."""
+    """Return a fixed length such as ``36h`` or ``2D`` (months and years not allowed;
+    None for one too long for the calendar)."""
     interval = parse_interval(text)
     if interval is None or interval.months or interval.years:
         return None
-    return timedelta(days=interval.days, hours=interval.hours, minutes=interval.minutes,
-                     seconds=interval.seconds)
+    try:
+        return timedelta(days=interval.days, hours=interval.hours, minutes=interval.minutes,
+                         seconds=interval.seconds)
+    except OverflowError:
+        return None

@@ -233,7 +233,7 @@ def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
         else:
             out.append(re.escape(char))
         i += 1
-    return re.compile(b"".join(out), re.DOTALL)
+    return re.compile(b"".join(out), re.DOTALL)  # a name may hold a line break
 
 
 class Selector:
@@ -321,12 +321,17 @@ _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
 
 def _escaped(char: str) -> str:
+    """One character as ``shown`` prints it: ``\\xNN`` only for a byte that is not UTF-8,
+    ``\\uNNNN``/``\\UNNNNNNNN`` for any other character a terminal cannot show (so no
+    two names show the same)."""
     if char in _NAMED:
         return _NAMED[char]
     if "\udc80" <= char <= "\udcff":  # a byte that is not UTF-8
         return f"\\x{ord(char) - 0xDC00:02x}"
     if not char.isprintable():
-        return f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}"
+        if ord(char) < 0x80:  # an ASCII control: no undecodable byte is below 0x80
+            return f"\\x{ord(char):02x}"
+        return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
     return char
 
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-_TIME = r"\d{8}T\d{6}Z"
+_TIME = r"[0-9]{8}T[0-9]{6}Z"
 _NAME = re.compile(
     rf"duplicity-(?P<type>full|inc|full-signatures|new-signatures)"
     rf"\.(?P<start>{_TIME})(?:\.to\.(?P<end>{_TIME}))?"
-    rf"\.(?:vol(?P<volume>\d+)\.difftar|(?P<manifest>manifest)|(?P<sigtar>sigtar))"
+    rf"\.(?:vol(?P<volume>[0-9]+)\.difftar|(?P<manifest>manifest)|(?P<sigtar>sigtar))"
     rf"(?:\.(?P<suffix>gpg|gz|z))?(?P<partial>\.part)?"
 )
 _TIME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -41,8 +41,9 @@ def parse_time(text: str) -> datetime:
     Raise ValueError if it is not one. (Sliced by hand: strptime dominated the time
     of ``cya ls`` and ``status`` on a large tree.)
     """
+    digits = text[:8] + text[9:15]
     if len(text) != 16 or text[8] != "T" or text[15] != "Z" or not (
-            text[:8] + text[9:15]).isdigit():
+            digits.isascii() and digits.isdigit()):
         raise ValueError(f"not a duplicity time stamp: {text!r}")
     return datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]),
                     int(text[11:13]), int(text[13:15]), tzinfo=UTC)
@@ -81,7 +82,7 @@ def parse_name(name: str) -> DuplicityFile | None:
         return None
     start = parse_time(match["start"])
     end = parse_time(match["end"]) if has_end else start
-    if end < start:
+    if end < start or (not full and end == start):  # an increment takes time
         return None
     if match["volume"]:
         role = "volume"

@@ -96,13 +96,6 @@ def plan_trim(
                     tuple(sorted(keep, key=lambda d: d.level)))
 
 
-def without(levels: Collection[Level], plan: TrimPlan) -> set[Level]:
-    """The levels left after applying ``plan`` (a deleted level takes its subtree along)."""
-    doomed = [d.level for d in plan.delete]
-    return {level for level in levels
-            if not any(level == gone or gone.is_ancestor_of(level) for gone in doomed)}
-
-
 def finished_years(view: TreeView) -> list[Level]:
     """Year levels before the newest backup's year (DESIGN.md 4: a year is finished
     once the tree holds a backup in a later year)."""
@@ -115,10 +108,9 @@ def finished_years(view: TreeView) -> list[Level]:
 CADENCES = ("backup", "week", "month", "year")
 
 
-def ended(view: TreeView, level: Level) -> bool:
+def ended(leaf: Level | None, level: Level) -> bool:
     """Whether a level's period has ended: the tree holds a backup after it (the newest
-    backup's leaf lies outside it)."""
-    leaf = view.newest_leaf()
+    backup's leaf, ``leaf``, lies outside it)."""
     return leaf is not None and level not in leaf.lineage() and level < leaf
 
 
@@ -129,8 +121,9 @@ def eligible(view: TreeView, cadence: str) -> list[Level]:
     if cadence == "backup":
         return view.levels()
     depth = ("century", "decade", "year", "month", "week").index(cadence) + 1
+    leaf = view.newest_leaf()
     return [level for level in view.levels() if len(level.names) >= depth
-            and ended(view, Level(level.names[:depth]))]
+            and ended(leaf, Level(level.names[:depth]))]
 
 
 def unsafe_levels(view: TreeView, levels: Collection[Level], safe: Collection[str]
@@ -220,15 +213,29 @@ def keep_points(points: Mapping[str, Level], held: Collection[str], levels: Coll
     lineage = {level for level in points.values() for level in level.lineage()}
     plan = plan_trim(set(levels) | lineage, set(complete) | lineage, keep_for, current)
     gone = [d.level for d in plan.delete]
+
+    def survives(level: Level) -> bool:
+        return not any(level == g or g.is_ancestor_of(level) for g in gone)
+
+    # the first backup of a period joined the chain of the period above it when it was
+    # placed: it lives on there after its own level is trimmed
+    first: dict[Level, str] = {}
+    for time, level in points.items():
+        for within in level.lineage():
+            if within not in first or time < first[within]:
+                first[within] = time
     decisions = {}
     for time, level in points.items():
+        holder = level
+        while not survives(holder) and holder.parent is not None and first[holder] == time:
+            holder = holder.parent
         if time in held:
             decisions[f"backup {time}"] = (True, "the tree holds it")
-        elif any(level == g or g.is_ancestor_of(level) for g in gone):
+        elif not survives(holder):
             decisions[f"backup {time}"] = (False, "the trim rules no longer keep its level "
                                                   f"{level}")
         else:
-            decisions[f"backup {time}"] = (True, f"the trim rules keep its level {level}")
+            decisions[f"backup {time}"] = (True, f"the trim rules keep its level {holder}")
     ordered = sorted(years)
     kept = ordered if keep_years == 0 else ordered[-keep_years:]
     for year in ordered:

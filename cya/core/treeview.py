@@ -7,7 +7,7 @@ disk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -64,6 +64,24 @@ class TreeView:
     def unique_bytes(self, level: Level) -> int:
         """Bytes only this level holds: files with no link in any other level."""
         return sum(i.size for i in self.info.get(level, {}).values() if i.links == 1)
+
+    def with_files(self, added: Mapping[Level, Mapping[str, FileInfo]]) -> TreeView:
+        """This view with files added to levels (new levels included): what a published
+        backup did to the tree, without scanning it again."""
+        files = dict(self.files)
+        info = {level: dict(found) for level, found in self.info.items()}
+        for level, found in added.items():
+            files[level] = frozenset(files.get(level, frozenset()) | set(found))
+            info.setdefault(level, {}).update(found)
+        return TreeView(files, info)
+
+    def without_levels(self, gone: Collection[Level]) -> TreeView:
+        """This view with levels (and everything inside them) taken out: what a trim did."""
+        def kept(level: Level) -> bool:
+            return not any(level == g or g.is_ancestor_of(level) for g in gone)
+
+        return TreeView({lv: names for lv, names in self.files.items() if kept(lv)},
+                        {lv: found for lv, found in self.info.items() if kept(lv)})
 
     def total_bytes(self) -> int:
         """Bytes of every duplicity file in the tree, each inode once."""

@@ -128,10 +128,11 @@ def test_ls_tree_and_json(trimmed, tmp_path):
     levels = {entry["level"]: entry for entry in data["levels"]}
     month = levels["2000/2010/2012/2012-12"]
     assert [b["time"] for b in month["backups"]] == [
-        "20121204T120000Z", "20121211T120000Z", "20121218T120000Z", "20121225T120000Z"]
+        "2012-12-04T12:00:00Z", "2012-12-11T12:00:00Z", "2012-12-18T12:00:00Z",
+        "2012-12-25T12:00:00Z"]
     assert month["chain_length"] == 4 and month["backups"][0]["full"] is True
     week = levels["2000/2010/2013/2013-02/2013-02-10"]
-    assert [b["time"] for b in week["backups"]][-1] == "20130212T120000Z"
+    assert [b["time"] for b in week["backups"]][-1] == "2013-02-12T12:00:00Z"
     # 02-12 was the week's first backup, so the month holds it too: nothing is unique
     assert week["unique_bytes"] == 0
     assert data["restorable_backups"] == 9  # all but 12-05 (its week was trimmed)
@@ -151,7 +152,7 @@ def test_ls_date_lists_files_with_sizes(trimmed, tmp_path):
     env, marker = no_duplicity(ws, tmp_path)
     data = json.loads(ws.cya("ls", "--date", "2013-01-20", str(ws.source), "--json",
                              env=env).stdout)
-    assert data["backup"] == "20130115T120000Z" and data["sizes_known"]
+    assert data["backup"] == "2013-01-15T12:00:00Z" and data["sizes_known"]
     files = {entry["path"]: entry for entry in data["files"]}
     expected = states["2013-01-15"]
     assert {p for p in files if p != str(ws.source)} == {f"{ws.source}/{k}" for k in expected}
@@ -170,7 +171,7 @@ def test_find_names_backups_and_sizes(trimmed, tmp_path):
     env, marker = no_duplicity(ws, tmp_path)
     found = json.loads(ws.cya("find", "note 3.txt", "--json", env=env).stdout)
     # note 3 exists from the 4th backup (12-18) until it is deleted two backups later
-    assert [f["backup"] for f in found] == ["20121218T120000Z", "20121225T120000Z"]
+    assert [f["backup"] for f in found] == ["2012-12-18T12:00:00Z", "2012-12-25T12:00:00Z"]
     assert found[0]["matches"][0]["size"] == len("note of day 3\n") * 4
     everything = json.loads(ws.cya("find", f"{ws.source}/**.txt", "--json", env=env).stdout)
     assert len(everything) == 9
@@ -183,7 +184,7 @@ def test_status_json_and_max_age(trimmed, tmp_path):
     ws, _ = trimmed
     env, marker = no_duplicity(ws, tmp_path)
     data = json.loads(ws.cya("--now", "2013-02-13T12:00", "status", "--json", env=env).stdout)
-    assert data["last_backup"] == "20130212T120000Z"
+    assert data["last_backup"] == "2013-02-12T12:00:00Z"
     assert data["age_seconds"] == 86400
     assert data["current_leaf"] == "2000/2010/2013/2013-02/2013-02-10"
     assert data["lock_holder"] is None and data["levels"] == len(ws.files_dirs())

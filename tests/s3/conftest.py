@@ -86,8 +86,13 @@ def keys(s3, prefix: str = "") -> dict[str, dict]:
 
 
 def set_thaw_pending(endpoint: str, heads: int | None) -> None:
-    """Make the next ``heads`` HEADs of every thawing object say the thaw is still going
-    (None: thaws finish at once again, moto's default)."""
+    """Make thaws last (None: thaws finish at once again, moto's default).
+
+    moto counts reads of each object: after a restore request a thaw moves on (not yet
+    started -> in progress -> done) every ``heads`` counts, and one HEAD counts about
+    twice. Its first step reports ``ongoing-request="false"`` (as if done), so keep
+    ``heads`` small (4: the two HEADs after the request say "in progress"); to hold a
+    thaw in progress, raise it once a HEAD said so."""
     if heads is None:
         path, body = "unset-transition", '{"model_name": "s3::keyrestore"}'
     else:

@@ -80,8 +80,9 @@ def restores(ws: Workspace, day: str, expected: dict, out: Path) -> None:
 
 def archived_2012(tmp_path: Path, s3) -> tuple[Workspace, dict]:
     """Backups on 2012-12-04 (a full with a 6 MB volume: a bag of its own) and
-    2012-12-10, then 2013-01-08, which archives 2012 in two bags; with keep_year = 1 the
-    tree then lets go of the year 2012 (the decade level still holds the full)."""
+    2012-12-10, each sent off-site by its own run (cadence "backup"), then 2013-01-08,
+    which records the finished year 2012; with keep_year = 1 the tree then lets go of
+    the year 2012 (the decade level still holds the full)."""
     ws = archive_workspace(tmp_path, s3)
     set_config(ws, 'bag_size = "40GB"', 'bag_size = "5MiB"')
     set_config(ws, "# keep_year = 2", "keep_year = 1")
@@ -90,28 +91,30 @@ def archived_2012(tmp_path: Path, s3) -> tuple[Workspace, dict]:
         change_source(ws.source, number)
         if number == 0:
             add_big_file(ws)
-        out = ws.backup(f"{day}T12:00").stdout
+        ws.backup(f"{day}T12:00")
         states[day] = snapshot(ws.source)
-    assert "archived 2000/2010/2012" in out
+    assert "years/2012.json" in keys(s3)
     assert not (ws.tree / "2000/2010/2012").exists()
     return ws, states
 
 
-def bag_of_2012(s3, holding_the_full_volume: bool) -> str:
-    """The 2012 bag that holds (or does not hold) the decade full's volume."""
+def bag_holding(s3, prefix: str) -> str:
+    """The 2012 bag holding the volume whose name starts with ``prefix``."""
     for key in keys(s3, "manifests/2012/"):
         manifest = get_json(s3, key)
-        has_full = any("/duplicity-full." in m["path"] and ".vol1." in m["path"]
-                       for m in manifest["members"])
-        if has_full == holding_the_full_volume:
+        if any(m["path"].rsplit("/", 1)[1].startswith(prefix) and ".vol1." in m["path"]
+               for m in manifest["members"]):
             return manifest["bag"]
-    raise AssertionError("no such bag")
+    raise AssertionError(f"no bag holds {prefix}*")
 
 
 def test_a_missing_bag_is_uploaded_again_or_reported_and_nothing_more_is_lost(tmp_path, s3):
     ws, states = archived_2012(tmp_path, s3)
-    with_full = bag_of_2012(s3, holding_the_full_volume=True)
-    without_full = bag_of_2012(s3, holding_the_full_volume=False)
+    with_full = bag_holding(s3, "duplicity-full.20121204T120000Z.")
+    # each run's files go up in bags of their own: this one holds 2012-12-10's increment
+    # and nothing the tree still has
+    increment = bag_holding(s3, "duplicity-inc.20121204T120000Z.to.20121210T120000Z.")
+    assert increment != with_full
 
     # the full's volume is still in the tree (decade level): its bag is made again
     s3.delete_object(Bucket=s3.bucket, Key=with_full)
@@ -121,10 +124,12 @@ def test_a_missing_bag_is_uploaded_again_or_reported_and_nothing_more_is_lost(tm
     states["2013-01-09"] = snapshot(ws.source)
     verify = ws.cya("archive", "verify", check=False)
     assert verify.returncode == 0, (verify.stdout, verify.stderr)
+    # no record in the bucket still names the lost bag: each names only bags it holds
+    assert_records_name_only_present_bags(s3)
 
     # 2012-12-10's increment lived only in the year 2012, which the tree let go of:
     # that loss is reported, loudly, by the next run and by status
-    s3.delete_object(Bucket=s3.bucket, Key=without_full)
+    s3.delete_object(Bucket=s3.bucket, Key=increment)
     change_source(ws.source, 4)
     result = ws.backup("2013-01-10T12:00", check=False)
     states["2013-01-10"] = snapshot(ws.source)
@@ -145,12 +150,22 @@ def test_a_missing_bag_is_uploaded_again_or_reported_and_nothing_more_is_lost(tm
     restores(ws, "2013-01-08", states["2013-01-08"], tmp_path)
 
 
+def assert_records_name_only_present_bags(s3) -> None:
+    """Every bag a backup or year record in the bucket names is in the bucket."""
+    found = keys(s3)
+    for key in [k for k in found if k.startswith(("backups/", "years/"))]:
+        record = get_json(s3, key)
+        entries = record["chain"] if key.startswith("backups/") else record["files"].values()
+        missing = {entry["bag"] for entry in entries} - set(found)
+        assert not missing, (key, missing)
+
+
 def test_a_bucket_deleted_and_made_again_gets_every_object_again(tmp_path, s3):
     ws = archive_workspace(tmp_path, s3)
     for number, day in enumerate(["2012-12-04", "2012-12-10", "2013-01-08"]):
         change_source(ws.source, number)
-        out = ws.backup(f"{day}T12:00").stdout
-    assert "archived 2000/2010/2012" in out
+        ws.backup(f"{day}T12:00")
+    assert "years/2012.json" in keys(s3)
     for key in keys(s3):
         s3.delete_object(Bucket=s3.bucket, Key=key)
     s3.delete_bucket(Bucket=s3.bucket)
@@ -164,6 +179,13 @@ def test_a_bucket_deleted_and_made_again_gets_every_object_again(tmp_path, s3):
         index = get_json(s3, f"years/{year}.json")
         bags = {entry["bag"] for entry in index["files"].values()}
         assert bags and bags <= set(found), sorted(bags - set(found))
+    # every kept backup's record and file index, and the system copy, are there again
+    status = json.loads(ws.cya("archive", "status", "--json").stdout)
+    records = [k for k in found if k.startswith("backups/")]
+    assert len(records) == status["backups"] >= 4, sorted(found)
+    assert len([k for k in found if k.startswith("indexes/")]) == len(records)
+    assert {"system/catalog.sqlite", "system/config.toml.gpg", "system/setup.json"} <= set(found)
+    assert_records_name_only_present_bags(s3)
     verify = ws.cya("archive", "verify", check=False)
     assert verify.returncode == 0, (verify.stdout, verify.stderr)
 

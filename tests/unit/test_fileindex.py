@@ -1,49 +1,97 @@
-"""The per-backup file index (core.fileindex): format 2 round trips any name, format 1
-is still read, deltas apply in order, and globs and prefixes select the same paths as
-before."""
+"""The per-backup file index (cya/core/fileindex.py): any name round-trips as bytes with
+what ``ls`` shows of it, format 1 is still read, deltas apply in order, filtering commutes
+with applying, glob semantics, and how names are shown."""
+
+from __future__ import annotations
 
 import json
+import os
 
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cya.core import fileindex
-from cya.core.fileindex import Entry, apply, decode, entries, record
+from cya.core.fileindex import Delta, Entry, apply, decode, entries, matcher, record, shown, under
 
-names = st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b)
+few = settings(max_examples=25)
+
+# --- names ----------------------------------------------------------------------------------
+
+# characters that make names hard: line breaks, backslashes, quotes, glob and regex syntax
+AWKWARD = "\n\r\t\\'\" *?[]!.+()$^{}|#~-_é€"
 
 
-def delta(*records: bytes) -> bytes:
-    return fileindex.MAGIC + b"".join(records)
+text_components = st.text(alphabet=st.one_of(st.sampled_from(AWKWARD), st.characters(
+    blacklist_categories=("Cs",), blacklist_characters="/\0")), min_size=1, max_size=8)
+byte_components = st.binary(min_size=1, max_size=8).filter(
+    lambda b: b"/" not in b and b"\0" not in b).map(os.fsdecode)  # not UTF-8: lone surrogates
+components = st.one_of(text_components, byte_components).filter(lambda c: c not in (".", ".."))
+paths = st.lists(components, min_size=1, max_size=4).map("/".join)  # as str, like os.fsdecode
+byte_paths = paths.map(os.fsencode)
+kinds = st.sampled_from(["file", "dir", "symlink", "other"])
 
 
-@given(names, names, st.integers(0, 0o177777), st.integers(0, 2**40),
-       st.integers(-2**31, 2**40), st.sampled_from(["", "a", "xh", "axhs"]))
-def test_a_record_round_trips_any_name_and_target(path, target, mode, size, mtime, marks):
-    data = delta(record("A", path, "symlink", mode, "me", "staff", size, mtime, marks, target))
-    (got,) = decode(data).entries()
-    assert got == Entry(path, "symlink", size, mtime, mode, "me", "staff", target, marks)
+def delta(*records: bytes) -> Delta:
+    return decode(fileindex.MAGIC + b"".join(records))
+
+
+@st.composite
+def changes(draw, pool=None):
+    """One record: (change, Entry it stands for), over ``pool`` paths if given."""
+    path = draw(st.sampled_from(pool) if pool else byte_paths)
+    change = draw(st.sampled_from("AMD"))
+    if change == "D":
+        return change, Entry(path, "gone", None, None)
+    kind = draw(kinds)
+    entry = Entry(path, kind, draw(st.one_of(st.none(), st.integers(0, 2**63))),
+                  draw(st.one_of(st.none(), st.integers(-2**40, 2**40))),
+                  draw(st.integers(0, 0o177777)), draw(st.sampled_from(["me", "0", None])),
+                  draw(st.sampled_from(["staff", "1000", None])),
+                  draw(byte_paths) if kind == "symlink" else None,
+                  draw(st.sampled_from(["", "a", "xh", "axhs"])))
+    return change, entry
+
+
+def encoded(change: str, entry: Entry) -> bytes:
+    return record(change, entry.path, entry.type, entry.mode, entry.owner, entry.group,
+                  entry.size, entry.mtime, entry.marks, entry.target)
+
+
+@st.composite
+def chains(draw):
+    """Deltas over a small pool of paths, so that later deltas change and delete earlier
+    paths."""
+    pool = draw(st.lists(byte_paths, min_size=1, max_size=6, unique=True))
+    return draw(st.lists(st.lists(changes(pool), max_size=8), max_size=5))
+
+
+def as_deltas(chain) -> list[Delta]:
+    return [delta(*(encoded(c, e) for c, e in changes)) for changes in chain]
+
+
+def listed(files) -> dict[bytes, Entry]:
+    return {e.path: e for e in entries(files)}
+
+
+# --- format 2 round trip --------------------------------------------------------------------
+
+@few
+@given(st.lists(changes(), max_size=10))
+@example([("A", Entry(b"caf\xe9/new\nline\\x.txt", "file", 3, 0, 0o100644, "me", "me", None,
+                      "")),
+          ("D", Entry(b"\xff\x80\xe2\x80\xa8\xc2\x85", "gone", None, None))])
+def test_any_delta_round_trips(changes_):
+    got = delta(*(encoded(c, e) for c, e in changes_))
+    assert [m[:1].decode() for m in got.metas] == [c for c, _ in changes_]
+    assert got.entries() == [e for _, e in changes_]
 
 
 def test_unknown_fields_deleted_and_gone_records():
     data = delta(record("M", b"a", "file", 0o100640, None, None, None, None),
                  record("D", b"b", "gone"), record("A", b"c", "gone"))
-    a, b, c = decode(data).entries()
+    a, b, c = data.entries()
     assert a == Entry(b"a", "file", None, None, 0o100640, None, None, None, "")
     assert b == Entry(b"b", "gone", None, None) and c == Entry(b"c", "gone", None, None)
-
-
-def test_deltas_apply_in_order_and_a_full_is_taken_whole():
-    full = delta(record("A", b".", "dir", 0o40755, "root", "root", None, 1),
-                 record("A", b"x", "file", 0o100644, "me", "me", 3, 2),
-                 record("A", b"y", "file", 0o100644, "me", "me", 4, 2))
-    day = delta(record("D", b"x", "gone"),
-                record("M", b"y", "file", 0o100600, "me", "me", 5, 3, "a"),
-                record("A", b"z\nnew", "symlink", 0o120777, "me", "me", None, 3, "", b"y"))
-    listed = entries(apply([decode(full), decode(day)]))
-    assert [e.path for e in listed] == [b".", b"y", b"z\nnew"]
-    assert listed[1].size == 5 and listed[1].marks == "a" and listed[1].mode == 0o100600
-    assert listed[2].target == b"y"
 
 
 def test_format_1_is_read_and_upgraded():
@@ -59,34 +107,208 @@ def test_format_1_is_read_and_upgraded():
     assert decode(b"").paths == []
 
 
-def test_only_keeps_what_a_filter_accepts():
-    data = decode(delta(*(record("A", p, "file", 0o100644, "me", "me", 1, 1)
-                          for p in (b"home/me", b"home/me/a.txt", b"home/meat", b"etc/x"))))
-    assert data.only(fileindex.under("/home/me")).paths == [b"home/me", b"home/me/a.txt"]
-    assert data.only(fileindex.under("/")) is data
-    assert data.only(fileindex.matcher("*.txt")).paths == [b"home/me/a.txt"]
-    assert data.only(fileindex.matcher("/home/**")).paths == [b"home/me", b"home/me/a.txt",
-                                                              b"home/meat"]
+# --- apply ----------------------------------------------------------------------------------
+
+@few
+@given(chains())
+def test_later_changes_win_and_a_deletion_removes(chain):
+    files = listed(apply(as_deltas(chain)))
+    last: dict[bytes, tuple[str, Entry]] = {}
+    for changes_ in chain:
+        for change, entry in changes_:
+            last[entry.path] = (change, entry)
+    assert files == {path: entry for path, (change, entry) in last.items() if change != "D"}
 
 
-def test_globs_match_as_before():
-    name = fileindex.matcher("caf*")
-    assert name(b"home/caf\xe9.txt") and not name(b"caf/x")
-    assert not fileindex.matcher("a**b")(b"x/a/y/b")  # a name pattern stays in one name
-    assert fileindex.matcher("a**b")(b"x/ab") and fileindex.matcher("a?c")(b"q/abc")
-    assert fileindex.matcher("/home/*/x")(b"home/me/x")
-    assert not fileindex.matcher("/home/*/x")(b"home/me/y/x")
-    assert fileindex.matcher("/home/**/x")(b"home/me/y/x")
-    assert fileindex.matcher("[!a]b")(b"cb") and not fileindex.matcher("[!a]b")(b"ab")
-    assert fileindex.matcher("new*")(b"d/new\nline")
+def test_apply_by_hand():
+    full = delta(record("A", b".", "dir", 0o40755, "root", "root", None, 1),
+                 record("A", b"x", "file", 0o100644, "me", "me", 3, 2),
+                 record("A", b"y", "file", 0o100644, "me", "me", 4, 2))
+    day = delta(record("D", b"x", "gone"),
+                record("M", b"y", "file", 0o100600, "me", "me", 5, 3, "a"),
+                record("A", b"z\nnew", "symlink", 0o120777, "me", "me", None, 3, "", b"y"),
+                record("D", b"never/there", "gone"))
+    got = entries(apply([full, day]))
+    assert [e.path for e in got] == [b".", b"y", b"z\nnew"]
+    assert got[1].size == 5 and got[1].marks == "a" and got[1].mode == 0o100600
+    assert got[2].target == b"y"
+    again = delta(record("A", b"x", "file", 0o100644, "me", "me", 3, 2))
+    assert [e.path for e in entries(apply([full, day, again]))] == [b".", b"x", b"y", b"z\nnew"]
+    assert apply([]) == {}
 
 
-def test_names_are_shown_escaped_from_bytes_or_surrogates():
-    assert fileindex.shown(b"home/caf\xe9 \\x.txt") == "/home/caf\\xe9 \\\\x.txt"
-    assert fileindex.shown("home/caf\udce9") == "/home/caf\\xe9"
-    assert fileindex.shown(b".") == "/" and fileindex.shown(b"a\tb\n") == "/a\\tb\\n"
-    assert fileindex.shown("home/café".encode()) == "/home/café"
+patterns = st.one_of(
+    components,
+    st.lists(st.one_of(components, st.sampled_from(["*", "**", "?", "*.txt", "[a-z]*", "[!a]"])),
+             min_size=1, max_size=4).map("/".join),
+    st.sampled_from(["*", "**", "**/*.txt", "/*", "/**", "?"]),
+)
 
+
+@few
+@given(chains(), patterns)
+def test_filtering_then_applying_equals_applying_then_filtering_for_a_glob(chain, pattern):
+    keep = matcher(pattern)
+    deltas = as_deltas(chain)
+    assert apply(d.only(keep) for d in deltas) == {
+        p: v for p, v in apply(deltas).items() if keep(p)}
+
+
+@few
+@given(chains(), st.data())
+def test_filtering_then_applying_equals_applying_then_filtering_below_a_path(chain, data):
+    every = sorted({e.path for changes_ in chain for _, e in changes_}) or [b"x"]
+    path = data.draw(st.sampled_from(every), label="a path")
+    parts = path.split(b"/")
+    prefix = b"/".join(parts[:data.draw(st.integers(0, len(parts)), label="depth")])
+    if data.draw(st.booleans(), label="absolute"):
+        prefix = b"/" + prefix
+    keep = under(prefix)
+    deltas = as_deltas(chain)
+    assert apply(d.only(keep) for d in deltas) == {
+        p: v for p, v in apply(deltas).items() if keep(p)}
+
+
+@few
+@given(st.lists(byte_paths, max_size=12), patterns, byte_paths)
+def test_a_whole_list_is_filtered_as_one_path_at_a_time(many, pattern, prefix):
+    for keep in (matcher(pattern), under(prefix)):
+        assert [bool(flag) for flag in keep.flags(many)] == [keep(path) for path in many]
+
+
+# --- matcher --------------------------------------------------------------------------------
+
+literal_components = components.filter(lambda c: not set(c) & set("*?["))
+literal_paths = st.lists(literal_components, min_size=1, max_size=4).map("/".join)
+
+
+def m(pattern: str):
+    keep = matcher(pattern)
+    return lambda path: keep(os.fsencode(path))
+
+
+@few
+@given(literal_paths, literal_paths)
+def test_a_pattern_without_wildcards_matches_only_that_path(pattern, path):
+    if "/" in pattern:
+        assert m(pattern)(path) == (path == pattern)
+        assert m("/" + pattern)(path) == (path == pattern)
+        assert m(pattern)(pattern)
+    else:  # like find -name: the last component
+        assert m(pattern)(path) == (path.rsplit("/", 1)[-1] == pattern)
+        assert m(pattern)("some/dir/" + pattern)
+
+
+@few
+@given(literal_paths, st.lists(literal_components, min_size=1, max_size=3))
+def test_a_star_stays_within_one_component(directory, rest):
+    path = directory + "/" + "/".join(rest)
+    assert m(directory + "/*")(path) == (len(rest) == 1)
+    assert m("/" + directory + "/*")(path) == (len(rest) == 1)
+    assert not m(directory + "?" + "/".join(rest))(path)  # ? never takes a /
+
+
+def test_glob_semantics_by_hand():
+    assert m("*.txt")("home/me/a.txt") and not m("*.txt")("home/a.txt/b")
+    assert m("a.txt")("home/me/a.txt") and not m("me")("home/me/a.txt")
+    assert m("home/*")("home/me") and not m("home/*")("home/me/a.txt")
+    assert m("home/**")("home/me/a.txt") and m("/home/**")("home/me/a.txt")
+    assert m("home/**/a.txt")("home/me/deep/a.txt") and not m("home/**/a.txt")("home/a.txt")
+    assert m("**/a.txt")("home/me/a.txt") and m("**")("anything/at/all")
+    assert m("home/me/?.txt")("home/me/a.txt") and not m("home/me/?.txt")("home/me/ab.txt")
+    assert m("[ab].txt")("x/b.txt") and not m("[ab].txt")("x/c.txt")
+    assert m("[!ab].txt")("x/c.txt") and not m("[!ab].txt")("x/a.txt")
+    assert m("a+b(c).txt")("x/a+b(c).txt") and not m("a+b(c).txt")("x/aab(c).txt")
+    assert m("[x")("d/[x") and not m("[x")("d/x")  # an unclosed class is literal
+    assert m("home/me/a.txt")("home/me/a.txt") and not m("home/me/a.txt")("home/me/a.txt2")
+    assert m("caf\udce9*")("home/caf\udce9.txt")  # a name that is not UTF-8
+    assert not m("a**b")("x/a/y/b")  # a name pattern stays in one name
+    assert m("a**b")("x/ab") and m("new*")("d/new\nline")
+
+
+@few
+@given(literal_paths, st.lists(literal_components, min_size=1, max_size=3))
+@example("home", ["me", "new\nline.txt"])
+@example("home", ["new\ndir", "a.txt"])
+def test_two_stars_cross_components(directory, rest):
+    path = directory + "/" + "/".join(rest)
+    assert m(directory + "/**")(path)
+    assert m("**/" + rest[-1])(path)
+    assert not m(directory + "/**")(directory + "x/" + rest[0])
+
+
+# --- under ----------------------------------------------------------------------------------
+
+@few
+@given(paths, paths)
+def test_under_a_path(prefix, path):
+    below = path == prefix or path.startswith(prefix + "/")
+    raw = os.fsencode(path)
+    assert under(prefix)(raw) == below
+    assert under("/" + prefix)(raw) == below
+    assert under(prefix + "/")(raw) == below
+    assert under(os.fsencode(prefix))(raw) == below
+    assert under(prefix)(os.fsencode(prefix + "/" + path))
+    for everything in ("", "/", "."):
+        assert under(everything)(raw)
+
+
+# --- shown ----------------------------------------------------------------------------------
+
+def test_shown_by_hand():
+    assert shown(".") == shown(b".") == "/"
+    assert shown("home/me/a.txt") == shown(b"home/me/a.txt") == "/home/me/a.txt"
+    assert shown("home/café €.txt") == "/home/café €.txt"  # printable text is left alone
+    assert shown("caf\udce9.txt") == shown(b"caf\xe9.txt") == "/caf\\xe9.txt"
+    assert shown("new\nline") == "/new\\nline"
+    assert shown("back\\slash") == "/back\\\\slash"
+    assert shown("tab\there\r") == "/tab\\there\\r"
+    assert shown("bell\x07") == "/bell\\x07"
+    assert shown("sep\u2028") == "/sep\\u2028"
+    assert shown("it's \"quoted\"") == "/it's \"quoted\""
+
+
+@few
+@given(paths)
+def test_shown_is_one_printable_line(path):
+    text = shown(path)
+    assert text == shown(os.fsencode(path))
+    assert text.startswith("/")
+    assert text.isprintable() and "\n" not in text
+    assert text.encode("utf-8")  # no lone surrogate reaches a terminal
+
+
+# every character the docstring names an escape for, and printable ones
+documented = st.one_of(
+    st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zl", "Zp", "Zs"),
+                  blacklist_characters="/\0"),
+    st.sampled_from(" \n\t\r\\\x01\x1b\x7f"),
+    st.integers(0x80, 0xFF).map(lambda b: chr(0xDC00 + b)))  # a byte that is not UTF-8
+documented_paths = st.lists(st.text(alphabet=documented, min_size=1, max_size=6),
+                            min_size=1, max_size=3).map("/".join)
+
+
+@settings(max_examples=60)
+@given(documented_paths, documented_paths)
+@example("a\\nb", "a\nb")
+@example("\\xe9", "\udce9")
+@example("a\\\\", "a\\")
+def test_two_names_never_show_the_same(one, other):
+    if one != other:
+        assert shown(one) != shown(other)
+
+
+@few
+@given(paths, paths)
+@example("caf\x85", "caf\udc85")  # UTF-8 bytes c2 85 / the single byte 85
+@example("nb\xa0sp", "nb\udca0sp")
+@example("\U000e0001", "\ue0001")  # a tag character / a private-use character, then "1"
+def test_two_names_never_show_the_same_whatever_they_hold(one, other):
+    if one != other:
+        assert shown(one) != shown(other)
+
+
+# --- what ls shows --------------------------------------------------------------------------
 
 def test_filemode_is_ls_l():
     assert fileindex.filemode(0o100640) == "-rw-r-----"
@@ -98,9 +320,8 @@ def test_filemode_is_ls_l():
 
 
 def test_json_carries_type_mode_owner_target_and_marks():
-    data = delta(record("A", b"home/l", "symlink", 0o120777, "me", "wheel", None, 5, "x",
-                        b"../t\xff"))
-    (got,) = decode(data).entries()
+    (got,) = delta(record("A", b"home/l", "symlink", 0o120777, "me", "wheel", None, 5, "x",
+                          b"../t\xff")).entries()
     assert got.as_json() == {"path": "/home/l", "type": "symlink", "size": None, "mtime": 5,
                              "mode": "lrwxrwxrwx", "owner": "me", "group": "wheel",
                              "target": "../t\\xff", "marks": ["xattr"]}

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cya.core.retention import plan_trim, without
+from cya.core.retention import TrimPlan, plan_trim
 from cya.core.timescale import Level, leaf_for
 
 
@@ -22,6 +22,13 @@ def tree_of(days):
 
 def keep_fn(keep=2, **by_kind):
     return lambda kind: by_kind.get(kind, keep)
+
+
+def without(levels, plan: TrimPlan) -> set[Level]:
+    """The levels left after applying ``plan`` (a deleted level takes its subtree along)."""
+    doomed = [d.level for d in plan.delete]
+    return {level for level in levels
+            if not any(level == gone or gone.is_ancestor_of(level) for gone in doomed)}
 
 
 def plan_summary(plan):
