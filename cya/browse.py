@@ -9,7 +9,7 @@ the archive holds); for backups made before the index existed, from
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +18,9 @@ from cya import duplicity
 from cya.catalog import Catalog
 from cya.config import Settings, read_passphrase
 from cya.core import fileindex
-from cya.core.chains import Restorable
+from cya.core.chains import Restorable, restorable
 from cya.core.names import format_time
+from cya.core.treeview import TreeView
 from cya.errors import ArchiveError
 from cya.fsutil import remove_tree
 from cya.gpg import Gpg
@@ -31,16 +32,16 @@ class FileLister:
     """The files backups hold that ``keep`` accepts. Each backup's index delta is read
     and filtered once, however many chains share it: from the catalog, or — for a
     backup only the archive holds — from its encrypted index in the bucket (Standard,
-    no thaw), decrypted in memory."""
+    no thaw), decrypted in memory. A record is decoded only when it is shown."""
 
     def __init__(self, tree: Tree, catalog: Catalog, settings: Settings,
-                 keep: Callable[[str], bool]):
+                 keep: fileindex.Keep):
         self.tree, self.catalog, self.settings, self.keep = tree, catalog, settings, keep
         self.links = catalog.index_links()
         self.parents = catalog.parents()
         self.remote_indexes = ({p.time: p.index_key for p in catalog.points() if p.index_key}
                                if settings.archive.enabled else {})
-        self.filtered: dict[str, list[fileindex.Change]] = {}
+        self.filtered: dict[str, fileindex.Delta] = {}
         self._remote = None
         self._gpg: Gpg | None = None
 
@@ -66,12 +67,11 @@ class FileLister:
                 return None
         return chain[::-1]
 
-    def delta(self, backup: str) -> list[fileindex.Change]:
+    def delta(self, backup: str) -> fileindex.Delta:
         if backup not in self.filtered:
             data = (self.catalog.index_delta(backup) if backup in self.links
                     else self._fetch(backup))
-            self.filtered[backup] = [c for c in fileindex.decode(data)
-                                     if self.keep(c.entry.path)]
+            self.filtered[backup] = fileindex.decode(data).only(self.keep)
         return self.filtered[backup]
 
     def _fetch(self, backup: str) -> bytes:
@@ -89,18 +89,43 @@ class FileLister:
         return self._gpg.decrypt(data)
 
     def files(self, backup: Restorable, archived: bool = False
-              ) -> tuple[dict[str, fileindex.Entry], bool]:
-        """The files and whether the index said so (False: listed by duplicity, no sizes;
-        a backup only the archive holds and without an index lists nothing)."""
+              ) -> tuple[list[fileindex.Entry], bool]:
+        """The files, sorted by path, and whether the index said so (False: listed by
+        duplicity, no sizes; a backup only the archive holds and without an index lists
+        nothing)."""
+        found, from_index = self.listing(backup, archived)
+        return found.entries(), from_index
+
+    def listing(self, backup: Restorable, archived: bool = False
+                ) -> tuple[fileindex.Delta, bool]:
+        """``files`` as index records sorted by path, decoded by nobody yet."""
         chain = self.chain(format_time(backup.time))
         if chain is not None:
-            return fileindex.apply((self.delta(b) for b in chain), self.keep), True
+            return fileindex.listing(fileindex.apply(self.delta(b) for b in chain)), True
         if archived:
-            return {}, False
+            return fileindex.Delta([], [], []), False
         listed = list_with_duplicity(self.tree, self.settings, backup)
-        return {path: fileindex.Entry(path, kind, None,
-                                      int(mtime.timestamp()) if mtime else None)
-                for path, kind, mtime in listed if self.keep(path)}, False
+        found = {path: (fileindex.record_meta("A", kind, mtime=int(mtime.timestamp())
+                                              if mtime else None), b"")
+                 for path, kind, mtime in ((fileindex.fsencode(p), k, m) for p, k, m in listed)
+                 if self.keep(path)}
+        return fileindex.listing(found), False
+
+
+def unused_indexes(view: TreeView, catalog: Catalog, archiving: bool) -> set[str]:
+    """The backups whose file index rows no command can use any more: no level of the
+    tree holds a set of them (complete or not) and, with archiving on, the bucket
+    either holds its own encrypted copy of the index (``find`` and ``ls`` fetch it) or
+    cannot restore them at all. A row the bucket would need, and does not have, stays."""
+    held = {format_time(s.time) for level in view.levels() for s in view.sets(level)}
+    gone = set(catalog.index_links()) - held
+    if not archiving or not gone:
+        return gone
+    from cya.archive.retrieve import archived_view
+
+    copied = {point.time for point in catalog.points() if point.index_key}
+    restorable_remotely = {format_time(b.time) for b in restorable(archived_view(catalog))}
+    return {time for time in gone if time in copied or time not in restorable_remotely}
 
 
 def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):

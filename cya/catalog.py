@@ -4,7 +4,8 @@ The tree's file names are the truth about which backups exist; the catalog
 records what cannot be read from them (when a run started and ended, what
 duplicity counted, which files it could not read) and, later, the archive.
 Every multi-step change is one transaction. Migrations are numbered and run
-in order; ``PRAGMA user_version`` says how far a catalog has come.
+in order (SQL, or a function of the connection where rows must be rewritten);
+``PRAGMA user_version`` says how far a catalog has come.
 """
 
 from __future__ import annotations
@@ -14,12 +15,24 @@ import os
 import secrets
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cya.core import fileindex
 from cya.errors import CatalogError, CyaError, from_os_error
+
+
+def _index_format_2(db: sqlite3.Connection) -> None:
+    """Migration 7: every file index row in format 2 (cya.core.fileindex)."""
+    rows = db.execute("SELECT backup, delta FROM file_index").fetchall()
+    for backup, delta in rows:
+        data = zlib.decompress(delta)
+        if not data.startswith(fileindex.MAGIC):
+            db.execute("UPDATE file_index SET delta = ? WHERE backup = ?",
+                       (zlib.compress(fileindex.upgrade(data), 6), backup))
+
 
 MIGRATIONS = (
     """
@@ -123,7 +136,18 @@ MIGRATIONS = (
     """
     ALTER TABLE backups ADD COLUMN metadata TEXT;  -- where the backup holds cya's metadata dir
     """,
+    # file_index.delta: zlib of core.fileindex format 2 (type, mode, owner, marks; names
+    # as bytes) from here on; format 1 rows are converted
+    _index_format_2,
 )
+
+
+def _packed(index: bytes) -> bytes:
+    """A file index delta as the catalog stores it: zlib. A backup writes it compressed
+    already; one that an older cya left in staging is plain (format 1 or 2)."""
+    if not index or index.startswith((fileindex.MAGIC, b"[")):
+        return zlib.compress(index, 6)
+    return index
 
 
 def damaged(path: Path, error: Exception) -> CatalogError:
@@ -313,9 +337,12 @@ class Catalog:
     def _migrate(self, version: int) -> None:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction() as db:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                if callable(script):
+                    script(db)
+                else:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
 
     @property
@@ -324,8 +351,9 @@ class Catalog:
 
     def record_backup(self, record: BackupRecord, index: bytes | None = None,
                       files: list[tuple[str, int, str]] = ()) -> None:
-        """Record a finished backup, its file index delta (if given) and the size and
-        SHA-256 of the duplicity files it added, in one transaction."""
+        """Record a finished backup, its file index delta (if given: as the backup wrote
+        it, zlib-compressed, or plain from an older cya) and the size and SHA-256 of the
+        duplicity files it added, in one transaction."""
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO backups VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -339,7 +367,7 @@ class Catalog:
                             for name, size, digest in files])
             if index is not None:
                 db.execute("INSERT OR REPLACE INTO file_index VALUES (?,?,?)",
-                           (record.time, record.parent, zlib.compress(index, 6)))
+                           (record.time, record.parent, _packed(index)))
 
     def digests(self) -> dict[str, tuple[int, str]]:
         """Every duplicity file whose SHA-256 was recorded when it entered the tree:
@@ -377,6 +405,15 @@ class Catalog:
         row = self.db.execute("SELECT delta FROM file_index WHERE backup = ?",
                               (backup,)).fetchone()
         return zlib.decompress(row[0])
+
+    def forget_indexes(self, backups: Collection[str]) -> None:
+        """Drop the file index rows of these backups (the trim's: the tree no longer holds
+        them, and the bucket, where archiving is on, holds its own encrypted copy)."""
+        if not backups:
+            return
+        with self.transaction() as db:
+            db.executemany("DELETE FROM file_index WHERE backup = ?",
+                           [(time,) for time in sorted(backups)])
 
     # The archive -----------------------------------------------------------------
 

@@ -554,14 +554,7 @@ def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> 
              "(cya restore --from-archive)" if files.archive_cost is not None
              else f"from {files.backup.level}")
     obj.say(f"backup {show_time(files.backup.time)} {where}")
-    lines = []
-    for entry in files.files:
-        size = "" if entry.size is None else _size(entry.size)
-        mtime = (datetime.fromtimestamp(entry.mtime, obj.local).strftime("%Y-%m-%d %H:%M")
-                 if entry.mtime is not None else "")
-        suffix = "/" if entry.type == "dir" and entry.path != "." else ""
-        lines.append(f"{size:>9}  {mtime:16}  {shown(entry.path)}{suffix}")
-    click.echo("\n".join(lines))
+    click.echo("\n".join(files.lines()))
 
 
 def _render_tree(obj: Context, listing: TreeListing) -> None:

@@ -25,14 +25,18 @@ level it belongs to, or in none. Ctrl-C or SIGTERM before 6 undoes the run at on
 from __future__ import annotations
 
 import dataclasses
+import grp
 import hashlib
 import json
 import logging
 import os
-import stat
-from collections.abc import Callable
+import pwd
+import re
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -42,6 +46,7 @@ from cya.catalog import CHECK_DAMAGE
 from cya.clock import iso, show_time, wall_time
 from cya.config import Settings, read_passphrase
 from cya.core import fileindex, units
+from cya.core import metadata as formats
 from cya.core.chains import chain_problem
 from cya.core.names import complete_backup_times, format_time
 from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placement
@@ -49,7 +54,7 @@ from cya.core.retention import TrimPlan
 from cya.core.timescale import Level, leaf_for
 from cya.core.treeview import FileInfo, TreeView
 from cya.errors import ConfigError, CyaError, Interrupted, TimeWentBackwards, UsageError
-from cya.fsutil import atomic_write, crash_point, fsync_dir, remove_tree, require_space
+from cya.fsutil import crash_point, fsync_dir, remove_tree, require_space
 from cya.hooks import HookContext, run_hooks
 from cya.interrupted import finish, undo
 from cya.opentree import OpenTree, open_tree
@@ -64,6 +69,7 @@ T = TypeVar("T")
 log = logging.getLogger("cya")
 
 FUTURE_SLACK = timedelta(minutes=10)  # a clock a little ahead of the real one is fine
+_PLAIN_NAME = re.compile(r"[^\s\0]+")  # an owner name the file index can hold
 
 
 @dataclass(frozen=True)
@@ -424,12 +430,9 @@ def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
 
     outcome = runner.run(argv, work / "duplicity.log", doing="back up",
                          pass_fds=[opened.lock.fd] if opened.lock.fd is not None else [],
-                         live=progress if live else None)
+                         live=progress if live else None, changes=True)
     new = capture(files, journal.seeded)
-    index = work / INDEX
-    ours = fileindex.under(str(recorded.parent))  # cya's own state: not the user's files
-    changes = [c for c in duplicity.file_changes(outcome) if not ours(c[1])]
-    atomic_write(index, fileindex.encode(_describe(changes)))
+    _write_index(work / INDEX, duplicity.file_changes(outcome), recorded)
     seeded_times = complete_backup_times(journal.seeded)
     journal.parent = format_time(seeded_times[-1]) if seeded_times else None
     if placement.time not in complete_backup_times(new):
@@ -470,24 +473,87 @@ def _private_digest(path: Path) -> list:
     return [size, digest.hexdigest()]
 
 
-def _describe(changes: list[tuple[str, str]]) -> list[fileindex.Change]:
-    """Each changed path with its type, size and mtime, read from the source just after
-    duplicity read it (a file that vanished since is marked "gone")."""
-    described = []
-    for change, path in changes:
-        if change == "D":
-            described.append(fileindex.Change(change, fileindex.Entry(path, "gone", None, None)))
-            continue
-        try:
-            info = os.lstat(os.path.join("/", path))
-        except (OSError, ValueError):
-            described.append(fileindex.Change(change, fileindex.Entry(path, "gone", None, None)))
-            continue
-        kind = ("dir" if stat.S_ISDIR(info.st_mode) else "symlink" if stat.S_ISLNK(info.st_mode)
-                else "file" if stat.S_ISREG(info.st_mode) else "other")
-        described.append(fileindex.Change(change, fileindex.Entry(
-            path, kind, info.st_size if kind == "file" else None, int(info.st_mtime))))
-    return described
+def _write_index(index: Path, changes: Iterable[tuple[str, bytes]], recorded: Path) -> None:
+    """Write the backup's file index to ``index`` (zlib of format 2, as the catalog keeps
+    it) while duplicity's log is read: one record at a time, so a full of any size
+    takes no more memory than a daily backup."""
+    ours = fileindex.under(str(recorded.parent))  # cya's own state: not the user's files
+    marks = _marks(recorded)
+    temporary = index.with_name(f".{index.name}.tmp")
+    packer = zlib.compressobj(6)
+    with open(temporary, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(packer.compress(fileindex.MAGIC))
+        pending: list[bytes] = []
+        for change, path in changes:
+            if ours(path):
+                continue
+            pending.append(_describe(change, path, marks))
+            if len(pending) >= 1024:
+                handle.write(packer.compress(b"".join(pending)))
+                pending.clear()
+        handle.write(packer.compress(b"".join(pending)) + packer.flush())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, index)
+    fsync_dir(index.parent)
+
+
+def _marks(recorded: Path) -> dict[bytes, str]:
+    """What cya's metadata (recorded just before duplicity ran) says of each name beyond
+    what duplicity keeps: ``a`` ACL, ``x`` xattrs, ``h`` hard links, ``s`` holes.
+    Reads the small files only (not the nanosecond times); none, or damaged: no marks."""
+    wanted = (formats.ACL_FILE, formats.XATTR_FILE, formats.HARDLINK_FILE, formats.SPARSE_FILE)
+    try:
+        found = formats.parse({name: (recorded / name).read_bytes() for name in wanted
+                               if (recorded / name).exists()})
+    except (OSError, formats.FormatError) as error:
+        log.warning("the file index has no metadata marks: %s", error)
+        return {}
+    marks: dict[bytes, str] = {}
+    for letter, names in (("a", [acl.name for acl in found.acls]),
+                          ("x", [x.name for x in found.xattrs]),
+                          ("h", [name for group in found.links for name in group.names]),
+                          ("s", [sparse.name for sparse in found.sparse])):
+        for name in names:
+            marks[name] = marks.get(name, "") + letter
+    return marks
+
+
+@lru_cache(maxsize=4096)
+def _owner(uid: int) -> str:
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+    return name if _PLAIN_NAME.fullmatch(name) else str(uid)
+
+
+@lru_cache(maxsize=4096)
+def _group(gid: int) -> str:
+    try:
+        name = grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+    return name if _PLAIN_NAME.fullmatch(name) else str(gid)
+
+
+def _describe(change: str, path: bytes, marks: dict[bytes, str]) -> bytes:
+    """The index record of one changed path, read from the source just after duplicity
+    read it: type (a symlink's target), mode, owner, size, mtime and metadata marks (a
+    file that vanished since is marked "gone")."""
+    if change == "D":
+        return fileindex.record(change, path, "gone")
+    try:
+        whole = b"/" + path if path != b"." else b"/"
+        info = os.lstat(whole)
+        kind = fileindex.kind_of(info.st_mode)
+        target = os.readlink(whole) if kind == "symlink" else None
+    except (OSError, ValueError):
+        return fileindex.record(change, path, "gone")
+    return fileindex.record(change, path, kind, info.st_mode, _owner(info.st_uid),
+                            _group(info.st_gid), info.st_size if kind == "file" else None,
+                            int(info.st_mtime), marks.get(path, ""), target)
 
 
 def _os_error(error: OSError, tree: Tree) -> CyaError:

@@ -42,12 +42,11 @@ def run(settings: Settings, pattern: str) -> list[Found]:
         for backup in in_tree:
             files, _ = lister.files(backup)
             if files:
-                found.append(Found(backup, tuple(files[p] for p in sorted(files))))
+                found.append(Found(backup, tuple(files)))
         for backup in archive_only(opened, {b.time for b in in_tree}):
             files, _ = lister.files(backup, archived=True)
             if files:
-                found.append(Found(backup, tuple(files[p] for p in sorted(files)),
-                                   restore_cost(opened, backup)))
+                found.append(Found(backup, tuple(files), restore_cost(opened, backup)))
     return found
 
 

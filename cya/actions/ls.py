@@ -6,8 +6,14 @@ comes from file names and ``lstat``, file lists from the catalog.
 
 from __future__ import annotations
 
+import gc
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property, lru_cache
+from operator import itemgetter
 
 from cya.actions.find import archive_only, restore_cost
 from cya.browse import FileLister
@@ -85,9 +91,13 @@ def tree_listing(settings: Settings) -> TreeListing:
 class FileListing:
     asked: datetime
     backup: Restorable
-    files: tuple[fileindex.Entry, ...]
+    listing: fileindex.Delta  # index records, sorted by path
     from_index: bool
     archive_cost: float | None = None  # only the archive holds it: about this to restore
+
+    @cached_property
+    def files(self) -> tuple[fileindex.Entry, ...]:
+        return tuple(self.listing.entries())
 
     def as_json(self) -> dict:
         return {
@@ -102,13 +112,117 @@ class FileListing:
             "files": [e.as_json() for e in self.files],
         }
 
+    def lines(self) -> list[str]:
+        """``ls -l``-like lines, local times: mode, owner, group, size, mtime, marks, path
+        (``/`` after a directory, ``@ TARGET`` after a symlink). The mark column shows
+        what cya's metadata keeps beyond duplicity: ``a`` ACL, ``x`` xattrs, ``h`` hard
+        links, ``s`` holes; ``?`` where the index does not say (made before it did).
+
+        Made straight from the index records, a column at a time: each distinct mode,
+        owner, size or minute is turned into text once, and the rest runs in C (a
+        whole backup of 100,000 files is a few hundred milliseconds)."""
+        with _no_collection():
+            return self._lines()
+
+    def _lines(self) -> list[str]:
+        paths, metas, targets = self.listing.paths, self.listing.metas, self.listing.targets
+        if not paths:
+            return []
+        flat = b" ".join(metas).split(b" ")
+        if len(flat) != 7 * len(metas):  # a record that says little (gone, format 1)
+            metas = tuple(meta if meta.count(b" ") == 6 else meta[:2] + b" - - - - - -"
+                          for meta in metas)
+            flat = b" ".join(metas).split(b" ")
+        codes, modes, owners, groups, sizes, mtimes, marks = (flat[i::7] for i in range(7))
+        columns = {key: _columns(*key) for key in set(zip(modes, marks, strict=True))}
+        mode_marks = list(map(columns.__getitem__, zip(modes, marks, strict=True)))
+        owner_text = {name: _who(name) for name in set(owners)}
+        group_text = {name: _who(name) for name in set(groups)}
+        for texts in (owner_text, group_text):
+            width = max(map(len, texts.values()))
+            texts.update((name, text.ljust(width)) for name, text in list(texts.items()))
+        size_texts = {size: ("" if size == b"-" else size_text(int(size))).rjust(9)
+                      for size in set(sizes)}
+        minutes = {mtime: ("" if mtime == b"-" else _minute(int(mtime) // 60)).ljust(16)
+                   for mtime in set(mtimes)}
+        names = _names(paths)
+        for i in [i for i, code in enumerate(codes) if code[1] != _FILE]:
+            if codes[i][1] == _DIR and paths[i] != b".":
+                names[i] += "/"
+            elif codes[i][1] == _LINK and targets[i]:
+                names[i] += " @ " + fileindex.escaped(targets[i])
+        return list(map("{} {} {} {}  {}  {}  {}".format,
+                        map(itemgetter(0), mode_marks), map(owner_text.__getitem__, owners),
+                        map(group_text.__getitem__, groups), map(size_texts.__getitem__, sizes),
+                        map(minutes.__getitem__, mtimes), map(itemgetter(1), mode_marks),
+                        names))
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """No cyclic garbage collection for a while: listing a whole backup makes hundreds
+    of thousands of short-lived tuples and lists (no cycles), and the collector would
+    scan them all again and again (a tenth of the time of ``ls`` of 100,000 files)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _names(paths: list[bytes]) -> list[str]:
+    """Each path as ``shown`` prints it (all at once when none needs escaping)."""
+    joined = b"\0".join(paths)
+    if joined.isascii():
+        text = joined.decode()
+        if "\\" not in text and text.replace("\0", "").isprintable():
+            names = ("/" + text.replace("\0", "\0/")).split("\0")
+            if b"." in paths:
+                names[paths.index(b".")] = "/"
+            return names
+    return [fileindex.shown(path) for path in paths]
+
+
+_FILE, _DIR, _LINK = (ord(code) for code in "fdl")
+
+
+def _who(name: bytes) -> str:
+    return "?" if name == b"-" else name.decode("utf-8", "replace")
+
+
+@lru_cache(maxsize=65536)
+def _minute(minute: int) -> str:
+    """A minute since the epoch in local time (offsets are whole minutes)."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(minute * 60))
+
+
+@lru_cache(maxsize=1024)
+def _columns(mode: bytes, marks: bytes) -> tuple[str, str]:
+    """The mode and mark columns (``?`` where the index does not say)."""
+    if mode == b"-":
+        return "?" * 10, "?" * len(fileindex.MARK_NAMES)
+    present = marks.decode()
+    return (fileindex.filemode(int(mode, 8)),
+            "".join(letter if letter in present else "-" for letter in fileindex.MARK_NAMES))
+
+
+def size_text(count: float) -> str:
+    """A size as cya prints it everywhere (decimal units: 999 B, 1.5 kB, 2.3 GB)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count} B"
+
 
 def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileListing:
     """The files of the newest backup at or before ``asked`` (from the archive's
     encrypted index when only the archive holds it, or holds a nearer one)."""
     with open_tree(settings, write=False, locked=False) as opened, \
             FileLister(opened.tree, opened.catalog, settings,
-                       fileindex.under(path or "")) as lister:
+                       fileindex.under(path or "")) as lister, _no_collection():
         backup = choose(opened.view, asked)
         cost = None
         nearer = [b for b in archive_only(opened, ())
@@ -118,8 +232,8 @@ def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileL
         if backup is None:
             raise CyaError(f"no backup at or before {show_time(asked)}",
                            "see what there is with: cya ls")
-        files, from_index = lister.files(backup, archived=cost is not None)
-    if path and not files:
+        found, from_index = lister.listing(backup, archived=cost is not None)
+    if path and not found:
         raise CyaError(f"{path} is not in the backup of {show_time(backup.time)}",
                        "list the whole backup with: cya ls --date D")
-    return FileListing(asked, backup, tuple(files[p] for p in sorted(files)), from_index, cost)
+    return FileListing(asked, backup, found, from_index, cost)

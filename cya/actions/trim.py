@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from cya.browse import unused_indexes
 from cya.config import Settings
 from cya.core.retention import TrimPlan, eligible, plan_trim, unsafe_levels
 from cya.core.timescale import Level, leaf_for
@@ -129,6 +130,8 @@ def trim_opened(opened: OpenTree, now: datetime, dry_run: bool,
         crash_point("after-trash-rename")
         empty_trash(tree)
         opened.changed(view.without_levels(doomed))
+    if not dry_run:  # the file index of what left the tree goes too
+        opened.catalog.forget_indexes(unused_indexes(opened.view, opened.catalog, archiving))
     upcoming = after_next_backup(view, opened.settings, now, safe) if dry_run else None
     return TrimResult(the_plan, freed, dry_run, guard.problems if guard is not None else [],
                       upcoming)

@@ -1,126 +1,317 @@
 """The per-backup file index: what each backup holds, without decrypting it.
 
 duplicity logs, for every backup, each path it added (A), changed (M) or
-deleted (D) relative to the backup it diffed against. cya keeps that delta,
-with each path's type, size and mtime, per backup; the file list of a backup is
-its chain's deltas applied in order from the full. Paths are relative to ``/``
-as duplicity writes them (``home/me/a.txt``; ``.`` is the root).
+deleted (D) relative to the backup it diffed against. cya keeps that delta per
+backup, with what ``ls`` shows of each path: type (a symlink's target), mode,
+owner and group, size, mtime, and marks for what duplicity does not keep (ACLs,
+xattrs, hard links, holes: cya's metadata records them). The file list of a
+backup is its chain's deltas applied in order from the full. Paths are bytes,
+relative to ``/`` as duplicity writes them (``home/me/a.txt``; ``.`` is the root).
 
 Because a glob match depends on the path alone, filtering every delta first and
 then applying them gives the same answer as applying then filtering: ``find``
 never builds a full file list.
 
-Names are bytes: a path is kept as a str whose bytes that are not UTF-8 are lone
-surrogates (Python's ``os.fsdecode``), so every name round-trips; ``shown`` prints
-them escaped (``caf\\xe9.txt``, ``new\\nline``), JSON carries the surrogates.
+Format 2 (``MAGIC``, then one record per path, every field ``\\0``-terminated)::
+
+    META \\0 PATH \\0 TARGET \\0
+    META = CHANGE TYPE [" " MODE " " OWNER " " GROUP " " SIZE " " MTIME " " MARKS]
+
+CHANGE is A, M or D; TYPE one of ``TYPE_CODES`` (``g``: gone before cya looked);
+MODE is ``st_mode`` in octal; OWNER and GROUP are names (or ids when a name has
+none or holds a space); SIZE (files only), MTIME (seconds) or MARKS may be ``-``;
+MARKS are letters of ``MARK_NAMES``; TARGET is a symlink's target, else empty.
+A name holds any byte but ``\\0``, so one ``split`` parses a whole delta, and a
+record is decoded only when it is shown. Format 1 (a JSON list per line, names as
+strings with surrogates) is still read: old catalogs and the bucket hold it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress, repeat
+from typing import NamedTuple
+
+MAGIC = b"cya-index 2\n"
+TYPE_CODES = {"file": b"f", "dir": b"d", "symlink": b"l", "other": b"o", "gone": b"g"}
+TYPE_NAMES = {code[0]: name for name, code in TYPE_CODES.items()}
+MARK_NAMES = {"a": "acl", "x": "xattr", "h": "hardlink", "s": "sparse"}
+_D = ord("D")
+
+Keep = Callable[[bytes], bool]
 
 
-@dataclass(frozen=True)
-class Entry:
-    path: str
+def fsencode(name: str | bytes) -> bytes:
+    """A name as the bytes the file system holds (a str keeps undecodable bytes as
+    surrogates, as ``os.fsdecode`` made them)."""
+    return name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
+
+
+class Entry(NamedTuple):  # a tuple: ``ls`` of a whole backup makes one per file
+    path: bytes
     type: str  # "file" | "dir" | "symlink" | "other" | "gone" (vanished before it was listed)
     size: int | None
     mtime: int | None
+    mode: int | None = None  # st_mode (type and permission bits); None in format 1
+    owner: str | None = None
+    group: str | None = None
+    target: bytes | None = None  # a symlink's target
+    marks: str = ""  # letters of MARK_NAMES
 
     def as_json(self) -> dict:
         """As ``ls --date --json`` and ``find --json`` print it: the path absolute."""
         return {"path": shown(self.path), "type": self.type, "size": self.size,
-                "mtime": self.mtime}
+                "mtime": self.mtime, "mode": filemode(self.mode) if self.mode else None,
+                "owner": self.owner, "group": self.group,
+                "target": escaped(self.target) if self.target is not None else None,
+                "marks": [MARK_NAMES[mark] for mark in self.marks]}
 
 
-@dataclass(frozen=True)
-class Change:
-    change: str  # "A" | "M" | "D"
-    entry: Entry
+def record(change: str, path: bytes, kind: str, mode: int | None = None,
+           owner: str | None = None, group: str | None = None, size: int | None = None,
+           mtime: int | None = None, marks: str = "", target: bytes | None = None) -> bytes:
+    """One format-2 record."""
+    meta = record_meta(change, kind, mode, owner, group, size, mtime, marks)
+    return meta + b"\0" + path + b"\0" + (target or b"") + b"\0"
 
 
-def encode(delta: Sequence[Change]) -> bytes:
-    # ASCII JSON: a name that is not UTF-8 travels as escaped surrogates
-    return "\n".join(json.dumps([c.change, c.entry.path, c.entry.type, c.entry.size,
-                                 c.entry.mtime])
-                     for c in delta).encode()
+def record_meta(change: str, kind: str, mode: int | None = None, owner: str | None = None,
+                group: str | None = None, size: int | None = None, mtime: int | None = None,
+                marks: str = "") -> bytes:
+    """The META field of a record."""
+    head = change.encode() + TYPE_CODES[kind]
+    if change != "D" and kind != "gone":
+        head += (f" {'-' if mode is None else format(mode, 'o')} {owner or '-'} "
+                 f"{group or '-'} {'-' if size is None else size} "
+                 f"{'-' if mtime is None else mtime} {marks or '-'}").encode()
+    return head
 
 
-def decode(data: bytes) -> list[Change]:
-    changes = []
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One backup's changes, parsed only as far as a split: parallel lists."""
+
+    metas: list[bytes]
+    paths: list[bytes]
+    targets: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def only(self, keep: Keep | None) -> Delta:
+        """The changes of paths ``keep`` accepts (None: all)."""
+        if keep is None or keep is everything:
+            return self
+        flags = keep.flags(self.paths) if isinstance(keep, Selector) else map(keep, self.paths)
+        chosen = list(compress(range(len(self.paths)), flags))
+        if len(chosen) == len(self.paths):
+            return self
+        metas, paths, targets = self.metas, self.paths, self.targets
+        return Delta([metas[i] for i in chosen], [paths[i] for i in chosen],
+                     [targets[i] for i in chosen])
+
+    def entries(self) -> list[Entry]:
+        return [entry(p, m, t) for m, p, t in zip(self.metas, self.paths, self.targets,
+                                                   strict=True)]
+
+
+def decode(data: bytes) -> Delta:
+    """Parse a delta of either format."""
+    if data.startswith(MAGIC):
+        fields = data[len(MAGIC):].split(b"\0")
+        return Delta(fields[0:-1:3], fields[1:-1:3], fields[2:-1:3])
+    return _decode_json(data)
+
+
+def _decode_json(data: bytes) -> Delta:
+    """Format 1: ``[change, path, type, size, mtime]`` per line, as records of format 2."""
+    metas, paths, targets = [], [], []
     for line in data.decode().splitlines():
         change, path, kind, size, mtime = json.loads(line)
-        changes.append(Change(change, Entry(path, kind, size, mtime)))
-    return changes
+        code = change.encode() + TYPE_CODES.get(kind, b"o")
+        if change != "D" and kind != "gone":
+            code += (f" - - - {'-' if size is None else size} "
+                     f"{'-' if mtime is None else mtime} -").encode()
+        metas.append(code)
+        paths.append(fsencode(path))
+        targets.append(b"")
+    return Delta(metas, paths, targets)
 
 
-def apply(chain: Iterable[Sequence[Change]], keep=lambda path: True) -> dict[str, Entry]:
-    """The file list after applying each delta in order (only paths ``keep`` accepts)."""
-    files: dict[str, Entry] = {}
+def upgrade(data: bytes) -> bytes:
+    """A delta in format 2 (format 1 converted; what it lacks stays unknown)."""
+    if data.startswith(MAGIC):
+        return data
+    delta = _decode_json(data)
+    return MAGIC + b"".join(m + b"\0" + p + b"\0" + t + b"\0"
+                            for m, p, t in zip(delta.metas, delta.paths, delta.targets,
+                                               strict=True))
+
+
+def entry(path: bytes, meta: bytes, target: bytes) -> Entry:
+    """The Entry of one record."""
+    kind = TYPE_NAMES.get(meta[1], "other")
+    if len(meta) <= 2:
+        return Entry(path, kind, None, None)
+    _, mode, owner, group, size, mtime, marks = meta.split(b" ")
+    return Entry(path, kind, None if size == b"-" else int(size),
+                 None if mtime == b"-" else int(mtime),
+                 None if mode == b"-" else int(mode, 8),
+                 None if owner == b"-" else owner.decode(),
+                 None if group == b"-" else group.decode(),
+                 target if kind == "symlink" else None,
+                 "" if marks == b"-" else marks.decode())
+
+
+Files = dict[bytes, tuple[bytes, bytes]]  # path -> (meta, target)
+
+
+def apply(chain: Iterable[Delta]) -> Files:
+    """The file list after applying each delta in order: path -> (meta, target)."""
+    files: Files = {}
     for delta in chain:
-        for change in delta:
-            if not keep(change.entry.path):
-                continue
-            if change.change == "D":
-                files.pop(change.entry.path, None)
+        metas = delta.metas
+        if not files and not any(meta[0] == _D for meta in metas):
+            files = dict(zip(delta.paths, zip(metas, delta.targets, strict=True),
+                             strict=True))
+            continue
+        for meta, path, target in zip(metas, delta.paths, delta.targets, strict=True):
+            if meta[0] == _D:
+                files.pop(path, None)
             else:
-                files[change.entry.path] = change.entry
+                files[path] = (meta, target)
     return files
 
 
+def listing(files: Files) -> Delta:
+    """A file list as parallel lists sorted by path (every change an addition)."""
+    paths = sorted(files)
+    pairs = list(map(files.__getitem__, paths))
+    return Delta(list(map(tuple.__getitem__, pairs, repeat(0))), paths,
+                 list(map(tuple.__getitem__, pairs, repeat(1))))
+
+
+def entries(files: Files) -> list[Entry]:
+    """The entries of a file list, sorted by path."""
+    return listing(files).entries()
+
+
+def everything(path: bytes) -> bool:
+    return True
+
+
+# -- selecting paths -------------------------------------------------------------------
+
 @lru_cache(maxsize=64)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
     out = []
     i = 0
     while i < len(pattern):
-        char = pattern[i]
-        if pattern.startswith("**", i):
-            out.append(".*")
+        char = pattern[i:i + 1]
+        if pattern.startswith(b"**", i):
+            out.append(b".*")
             i += 2
             continue
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[":
-            end = pattern.find("]", i + 2)
+        if char == b"*":
+            out.append(b"[^/]*")
+        elif char == b"?":
+            out.append(b"[^/]")
+        elif char == b"[":
+            end = pattern.find(b"]", i + 2)
             if end == -1:
                 out.append(re.escape(char))
             else:
                 body = pattern[i + 1:end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
+                if body.startswith(b"!"):
+                    body = b"^" + body[1:]
+                out.append(b"[" + body.replace(b"\\", b"\\\\") + b"]")
                 i = end
         else:
             out.append(re.escape(char))
         i += 1
-    return re.compile("".join(out), re.DOTALL)  # a name may hold a line break
+    return re.compile(b"".join(out), re.DOTALL)  # a name may hold a line break
 
 
-def matcher(pattern: str):
+class Selector:
+    """A test for paths that can also test a whole list at C speed (``flags``)."""
+
+    def __call__(self, path: bytes) -> bool:
+        raise NotImplementedError
+
+    def flags(self, paths: list[bytes]) -> Iterable[object]:
+        """One true or false value per path, in order."""
+        return map(self, paths)
+
+
+class _Glob(Selector):
+    def __init__(self, pattern: bytes):
+        self.name = b"/" not in pattern
+        self.match = _glob_regex(pattern if self.name else pattern.lstrip(b"/")).fullmatch
+
+    def __call__(self, path: bytes) -> bool:
+        if self.name:
+            return self.match(path, path.rfind(b"/") + 1) is not None
+        return self.match(path) is not None
+
+    def flags(self, paths: list[bytes]) -> Iterable[object]:
+        if self.name:  # the last name: from just after the last "/"
+            starts = map(int.__add__, map(bytes.rfind, paths, repeat(b"/")), repeat(1))
+            return map(self.match, paths, starts)
+        return map(self.match, paths)
+
+
+class _Under(Selector):
+    def __init__(self, prefix: bytes):
+        self.prefix, self.below = prefix, prefix + b"/"
+
+    def __call__(self, path: bytes) -> bool:
+        return path == self.prefix or path.startswith(self.below)
+
+    def flags(self, paths: list[bytes]) -> Iterable[object]:
+        return map(bool.__or__, map(bytes.startswith, paths, repeat(self.below)),
+                   map(self.prefix.__eq__, paths))
+
+
+def matcher(pattern: str) -> Keep:
     """A test for paths that match a glob.
 
     ``*`` and ``?`` stay within one path component, ``**`` crosses them. A pattern
     without ``/`` is matched against the last component (like ``find -name``);
     one with ``/`` against the whole path, with or without a leading ``/``.
     """
-    if "/" not in pattern:
-        regex = _glob_regex(pattern)
-        return lambda path: bool(regex.fullmatch(path.rsplit("/", 1)[-1]))
-    regex = _glob_regex(pattern.lstrip("/"))
-    return lambda path: bool(regex.fullmatch(path))
+    return _Glob(fsencode(pattern))
 
 
-def shown(path: str) -> str:
+def under(prefix: str | bytes) -> Keep:
+    """A test for paths at or below ``prefix`` (absolute or relative to ``/``)."""
+    prefix = fsencode(prefix).strip(b"/")
+    if not prefix or prefix == b".":
+        return everything
+    return _Under(prefix)
+
+
+# -- showing names ---------------------------------------------------------------------
+
+def shown(path: str | bytes) -> str:
     """A path as users write it: absolute, with what a terminal cannot show escaped —
     bytes that are not UTF-8 as ``\\xNN``, control characters as ``\\n``, ``\\t`` or
     ``\\xNN``, and a backslash as two."""
-    text = "/" if path == "." else "/" + path
+    name = fsencode(path)
+    name = b"/" if name == b"." else b"/" + name
+    if name.isascii():
+        text = name.decode()
+        if text.isprintable() and "\\" not in text:
+            return text
+    return escaped(name)
+
+
+def escaped(name: str | bytes) -> str:
+    """A name with what a terminal cannot show escaped (see ``shown``)."""
+    text = name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
     if text.isprintable() and "\\" not in text:
         return text
     return "".join(_escaped(char) for char in text)
@@ -144,9 +335,26 @@ def _escaped(char: str) -> str:
     return char
 
 
-def under(prefix: str):
-    """A test for paths at or below ``prefix`` (absolute or relative to ``/``)."""
-    prefix = prefix.strip("/")
-    if not prefix or prefix == ".":
-        return lambda path: True
-    return lambda path: path == prefix or path.startswith(prefix + "/")
+_PERMISSIONS = ((0o400, "r"), (0o200, "w"), (0o100, "x"), (0o040, "r"), (0o020, "w"),
+                (0o010, "x"), (0o004, "r"), (0o002, "w"), (0o001, "x"))
+_TYPE_LETTERS = {0o140000: "s", 0o120000: "l", 0o100000: "-", 0o060000: "b", 0o040000: "d",
+                 0o020000: "c", 0o010000: "p"}
+
+
+@lru_cache(maxsize=256)
+def filemode(mode: int) -> str:
+    """``ls -l``'s mode string (``-rw-r-----``, ``drwxrwsr-x``, ``lrwxrwxrwx``)."""
+    letters = [_TYPE_LETTERS.get(mode & 0o170000, "?")]
+    letters += [letter if mode & bit else "-" for bit, letter in _PERMISSIONS]
+    for bit, at, on in ((0o4000, 3, "s"), (0o2000, 6, "s"), (0o1000, 9, "t")):
+        if mode & bit:
+            letters[at] = on if letters[at] == "x" else on.upper()
+    return "".join(letters)
+
+
+def kind_of(mode: int) -> str:
+    """The index type of a file with ``st_mode`` ``mode``."""
+    kind = mode & 0o170000
+    return ("file" if kind == 0o100000 else "dir" if kind == 0o040000
+            else "symlink" if kind == 0o120000 else "other")
+

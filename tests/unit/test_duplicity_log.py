@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from cya.config import Encryption, Settings
 from cya.core.fileindex import shown
 from cya.duplicity import (
+    FILE_CHANGES,
     LogRecord,
     Outcome,
     failure,
@@ -37,7 +38,14 @@ def real(name: str) -> str:
 
 
 def outcome(stem: str) -> Outcome:
-    return Outcome(parse_log(real(f"{stem}.log")), (DATA / f"{stem}.out").read_bytes())
+    """As ``Duplicity.run(changes=True)`` returns it: the records without the file changes,
+    which ``file_changes`` reads from the log and the console output."""
+    return Outcome(parse_log(real(f"{stem}.log"), skip=FILE_CHANGES), DATA / f"{stem}.log",
+                   DATA / f"{stem}.out")
+
+
+def changes(*pairs: tuple[str, str]) -> list[tuple[str, bytes]]:
+    return [(change, os.fsencode(path)) for change, path in pairs]
 
 
 def escape(name: str | bytes) -> str:
@@ -132,32 +140,38 @@ def test_the_real_logs_escaped_names_unescape_to_what_duplicity_printed():
 # --- file_changes ---------------------------------------------------------------------------
 
 def test_file_changes_of_a_real_full_backup():
-    assert file_changes(outcome("duplicity-full")) == [
+    assert list(file_changes(outcome("duplicity-full"))) == changes(
         ("A", "."), ("A", "back\\slash.txt"), ("A", "café-utf8.txt"), ("A", "dir"),
         ("A", "dir/changed.txt"), ("A", "dir/gone.txt"), ("A", "it's.txt"),
         ("A", "new\nline.txt"), ("A", "plain.txt"), ("A", "tab\there"),
         ("A", "with space.txt"),
         ("A", "caf\udce9.txt"),  # dropped by the log: from the console
-    ]
+    )
+    assert not [r for r in outcome("duplicity-full").records if r.code in FILE_CHANGES
+                and r.level == "INFO"]  # however many, none is held in memory
 
 
 def test_file_changes_of_a_real_incremental():
-    assert file_changes(outcome("duplicity-incremental")) == [
+    assert list(file_changes(outcome("duplicity-incremental"))) == changes(
         ("A", "."), ("A", 'added"dq.txt'), ("A", "dir"), ("M", "dir/changed.txt"),
         ("D", "dir/gone.txt"), ("D", "it's.txt"), ("M", "new\nline.txt"),
         ("A", "added\udcff'q.txt"),  # dropped by the log: from the console
-    ]
-    added = file_changes(outcome("duplicity-incremental"))[-1][1]
-    assert os.fsencode(added) == b"added\xff'q.txt"
+    )
+    added = list(file_changes(outcome("duplicity-incremental")))[-1][1]
+    assert added == b"added\xff'q.txt"
 
 
-def test_file_changes_reads_only_change_records():
+def test_file_changes_reads_only_change_records(tmp_path):
     records = [LogRecord("INFO", 4, "'a'"), LogRecord("NOTICE", 4, "'not a change'"),
                LogRecord("INFO", 10, "'listed, not changed'"), LogRecord("INFO", 6, ""),
                LogRecord("WARNING", 5, "'x'"), LogRecord("INFO", 5, "'b'")]
-    output = b"A a\nM b\nD \xff but in the log? no: read\nX \xfe not a change\n"
-    assert file_changes(Outcome(records, output)) == [("A", "a"), ("M", "b"),
-                                                      ("D", "\udcff but in the log? no: read")]
+    log, output = tmp_path / "log", tmp_path / "out"
+    log.write_text("".join(written(r) for r in records))
+    output.write_bytes(b"A a\nM b\nD \xff but in the log? no: read\nX \xfe not a change\n")
+    assert list(file_changes(Outcome([], log, output))) == [
+        ("A", b"a"), ("M", b"b"), ("D", b"\xff but in the log? no: read")]
+    assert parse_log(log.read_text(), skip=FILE_CHANGES) == [r for r in records if not (
+        r.level == "INFO" and r.code in FILE_CHANGES)]
 
 
 # --- statistics, unreadable and listed files ------------------------------------------------
@@ -185,8 +199,9 @@ def test_an_unreadable_file_is_named():
 
 def test_unreadable_files_are_relative_to_the_root_like_every_other_path():
     records = parse_log(real("duplicity-unreadable.log"))
-    changed = [path for _, path in file_changes(Outcome(records, b""))]
-    assert "tmp/fx2/src/readable.txt" in changed
+    changed = [path for _, path in file_changes(
+        Outcome(records, DATA / "duplicity-unreadable.log"))]
+    assert b"tmp/fx2/src/readable.txt" in changed
     assert unreadable_files(records) == ["tmp/fx2/src/locked it's.txt"]
     assert [shown(p) for p in unreadable_files(records)] == ["/tmp/fx2/src/locked it's.txt"]
 

@@ -1,14 +1,17 @@
-"""The per-backup file index (cya/core/fileindex.py): any name round-trips, deltas apply in
-order, filtering commutes with applying, glob semantics, and how names are shown."""
+"""The per-backup file index (cya/core/fileindex.py): any name round-trips as bytes with
+what ``ls`` shows of it, format 1 is still read, deltas apply in order, filtering commutes
+with applying, glob semantics, and how names are shown."""
 
 from __future__ import annotations
 
+import json
 import os
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cya.core.fileindex import Change, Entry, apply, decode, encode, matcher, shown, under
+from cya.core import fileindex
+from cya.core.fileindex import Delta, Entry, apply, decode, entries, matcher, record, shown, under
 
 few = settings(max_examples=25)
 
@@ -18,46 +21,90 @@ few = settings(max_examples=25)
 AWKWARD = "\n\r\t\\'\" *?[]!.+()$^{}|#~-_é€"
 
 
-def no_slash_or_nul(text: str) -> bool:
-    return "/" not in text and "\0" not in text
-
-
 text_components = st.text(alphabet=st.one_of(st.sampled_from(AWKWARD), st.characters(
     blacklist_categories=("Cs",), blacklist_characters="/\0")), min_size=1, max_size=8)
 byte_components = st.binary(min_size=1, max_size=8).filter(
     lambda b: b"/" not in b and b"\0" not in b).map(os.fsdecode)  # not UTF-8: lone surrogates
 components = st.one_of(text_components, byte_components).filter(lambda c: c not in (".", ".."))
-paths = st.lists(components, min_size=1, max_size=4).map("/".join)
-entries = st.builds(Entry, paths, st.sampled_from(["file", "dir", "symlink", "other", "gone"]),
-                    st.one_of(st.none(), st.integers(0, 2**63)),
-                    st.one_of(st.none(), st.integers(-2**40, 2**40)))
-changes = st.builds(Change, st.sampled_from("AMD"), entries)
+paths = st.lists(components, min_size=1, max_size=4).map("/".join)  # as str, like os.fsdecode
+byte_paths = paths.map(os.fsencode)
+kinds = st.sampled_from(["file", "dir", "symlink", "other"])
+
+
+def delta(*records: bytes) -> Delta:
+    return decode(fileindex.MAGIC + b"".join(records))
+
+
+@st.composite
+def changes(draw, pool=None):
+    """One record: (change, Entry it stands for), over ``pool`` paths if given."""
+    path = draw(st.sampled_from(pool) if pool else byte_paths)
+    change = draw(st.sampled_from("AMD"))
+    if change == "D":
+        return change, Entry(path, "gone", None, None)
+    kind = draw(kinds)
+    entry = Entry(path, kind, draw(st.one_of(st.none(), st.integers(0, 2**63))),
+                  draw(st.one_of(st.none(), st.integers(-2**40, 2**40))),
+                  draw(st.integers(0, 0o177777)), draw(st.sampled_from(["me", "0", None])),
+                  draw(st.sampled_from(["staff", "1000", None])),
+                  draw(byte_paths) if kind == "symlink" else None,
+                  draw(st.sampled_from(["", "a", "xh", "axhs"])))
+    return change, entry
+
+
+def encoded(change: str, entry: Entry) -> bytes:
+    return record(change, entry.path, entry.type, entry.mode, entry.owner, entry.group,
+                  entry.size, entry.mtime, entry.marks, entry.target)
 
 
 @st.composite
 def chains(draw):
     """Deltas over a small pool of paths, so that later deltas change and delete earlier
     paths."""
-    pool = draw(st.lists(paths, min_size=1, max_size=6, unique=True))
-    entry = st.builds(Entry, st.sampled_from(pool), st.sampled_from(["file", "dir", "symlink"]),
-                      st.integers(0, 10**6), st.integers(0, 2**31))
-    return draw(st.lists(st.lists(st.builds(Change, st.sampled_from("AMD"), entry),
-                                  max_size=8), max_size=5))
+    pool = draw(st.lists(byte_paths, min_size=1, max_size=6, unique=True))
+    return draw(st.lists(st.lists(changes(pool), max_size=8), max_size=5))
 
 
-# --- encode / decode ------------------------------------------------------------------------
+def as_deltas(chain) -> list[Delta]:
+    return [delta(*(encoded(c, e) for c, e in changes)) for changes in chain]
+
+
+def listed(files) -> dict[bytes, Entry]:
+    return {e.path: e for e in entries(files)}
+
+
+# --- format 2 round trip --------------------------------------------------------------------
 
 @few
-@given(st.lists(changes, max_size=10))
-@example([Change("A", Entry("caf\udce9/new\nline\\x.txt", "file", 3, 0)),
-          Change("D", Entry("\udcff\udc80\u2028\x85", "gone", None, None))])
-def test_any_delta_round_trips(delta):
-    data = encode(delta)
-    assert data.isascii()  # a name that is not UTF-8 travels as escaped surrogates
-    assert data.count(b"\n") == max(len(delta) - 1, 0)  # one line per change
-    assert decode(data) == delta
-    for change in decode(data):
-        os.fsencode(change.entry.path)  # still the exact bytes of a file name
+@given(st.lists(changes(), max_size=10))
+@example([("A", Entry(b"caf\xe9/new\nline\\x.txt", "file", 3, 0, 0o100644, "me", "me", None,
+                      "")),
+          ("D", Entry(b"\xff\x80\xe2\x80\xa8\xc2\x85", "gone", None, None))])
+def test_any_delta_round_trips(changes_):
+    got = delta(*(encoded(c, e) for c, e in changes_))
+    assert [m[:1].decode() for m in got.metas] == [c for c, _ in changes_]
+    assert got.entries() == [e for _, e in changes_]
+
+
+def test_unknown_fields_deleted_and_gone_records():
+    data = delta(record("M", b"a", "file", 0o100640, None, None, None, None),
+                 record("D", b"b", "gone"), record("A", b"c", "gone"))
+    a, b, c = data.entries()
+    assert a == Entry(b"a", "file", None, None, 0o100640, None, None, None, "")
+    assert b == Entry(b"b", "gone", None, None) and c == Entry(b"c", "gone", None, None)
+
+
+def test_format_1_is_read_and_upgraded():
+    old = "\n".join(json.dumps(row) for row in [
+        ["A", "home/me/caf\udce9.txt", "file", 4, 100],
+        ["A", "home/me/dir", "dir", None, 100],
+        ["D", "home/me/old", "gone", None, None]]).encode()
+    for data in (old, fileindex.upgrade(old)):
+        got = decode(data).entries()
+        assert got[0] == Entry(b"home/me/caf\xe9.txt", "file", 4, 100)
+        assert got[1].type == "dir" and got[2] == Entry(b"home/me/old", "gone", None, None)
+    assert fileindex.upgrade(old).startswith(fileindex.MAGIC)
+    assert decode(b"").paths == []
 
 
 # --- apply ----------------------------------------------------------------------------------
@@ -65,23 +112,28 @@ def test_any_delta_round_trips(delta):
 @few
 @given(chains())
 def test_later_changes_win_and_a_deletion_removes(chain):
-    files = apply(chain)
-    last: dict[str, Change] = {}
-    for delta in chain:
-        for change in delta:
-            last[change.entry.path] = change
-    assert files == {path: change.entry for path, change in last.items()
-                     if change.change != "D"}
+    files = listed(apply(as_deltas(chain)))
+    last: dict[bytes, tuple[str, Entry]] = {}
+    for changes_ in chain:
+        for change, entry in changes_:
+            last[entry.path] = (change, entry)
+    assert files == {path: entry for path, (change, entry) in last.items() if change != "D"}
 
 
 def test_apply_by_hand():
-    a1, a2 = Entry("a", "file", 1, 10), Entry("a", "file", 2, 20)
-    b = Entry("d/b", "file", 5, 10)
-    chain = [[Change("A", a1), Change("A", b)], [Change("M", a2)], [Change("D", b)],
-             [Change("D", Entry("never/there", "gone", None, None))]]
-    assert apply(chain) == {"a": a2}
-    assert apply(chain[:2]) == {"a": a2, "d/b": b}
-    assert apply([[Change("A", b)], [Change("D", b)], [Change("A", b)]]) == {"d/b": b}
+    full = delta(record("A", b".", "dir", 0o40755, "root", "root", None, 1),
+                 record("A", b"x", "file", 0o100644, "me", "me", 3, 2),
+                 record("A", b"y", "file", 0o100644, "me", "me", 4, 2))
+    day = delta(record("D", b"x", "gone"),
+                record("M", b"y", "file", 0o100600, "me", "me", 5, 3, "a"),
+                record("A", b"z\nnew", "symlink", 0o120777, "me", "me", None, 3, "", b"y"),
+                record("D", b"never/there", "gone"))
+    got = entries(apply([full, day]))
+    assert [e.path for e in got] == [b".", b"y", b"z\nnew"]
+    assert got[1].size == 5 and got[1].marks == "a" and got[1].mode == 0o100600
+    assert got[2].target == b"y"
+    again = delta(record("A", b"x", "file", 0o100644, "me", "me", 3, 2))
+    assert [e.path for e in entries(apply([full, day, again]))] == [b".", b"x", b"y", b"z\nnew"]
     assert apply([]) == {}
 
 
@@ -97,20 +149,31 @@ patterns = st.one_of(
 @given(chains(), patterns)
 def test_filtering_then_applying_equals_applying_then_filtering_for_a_glob(chain, pattern):
     keep = matcher(pattern)
-    assert apply(chain, keep) == {p: e for p, e in apply(chain).items() if keep(p)}
+    deltas = as_deltas(chain)
+    assert apply(d.only(keep) for d in deltas) == {
+        p: v for p, v in apply(deltas).items() if keep(p)}
 
 
 @few
 @given(chains(), st.data())
 def test_filtering_then_applying_equals_applying_then_filtering_below_a_path(chain, data):
-    every = sorted({c.entry.path for delta in chain for c in delta}) or ["x"]
+    every = sorted({e.path for changes_ in chain for _, e in changes_}) or [b"x"]
     path = data.draw(st.sampled_from(every), label="a path")
-    parts = path.split("/")
-    prefix = "/".join(parts[:data.draw(st.integers(0, len(parts)), label="depth")])
+    parts = path.split(b"/")
+    prefix = b"/".join(parts[:data.draw(st.integers(0, len(parts)), label="depth")])
     if data.draw(st.booleans(), label="absolute"):
-        prefix = "/" + prefix
+        prefix = b"/" + prefix
     keep = under(prefix)
-    assert apply(chain, keep) == {p: e for p, e in apply(chain).items() if keep(p)}
+    deltas = as_deltas(chain)
+    assert apply(d.only(keep) for d in deltas) == {
+        p: v for p, v in apply(deltas).items() if keep(p)}
+
+
+@few
+@given(st.lists(byte_paths, max_size=12), patterns, byte_paths)
+def test_a_whole_list_is_filtered_as_one_path_at_a_time(many, pattern, prefix):
+    for keep in (matcher(pattern), under(prefix)):
+        assert [bool(flag) for flag in keep.flags(many)] == [keep(path) for path in many]
 
 
 # --- matcher --------------------------------------------------------------------------------
@@ -119,30 +182,33 @@ literal_components = components.filter(lambda c: not set(c) & set("*?["))
 literal_paths = st.lists(literal_components, min_size=1, max_size=4).map("/".join)
 
 
+def m(pattern: str):
+    keep = matcher(pattern)
+    return lambda path: keep(os.fsencode(path))
+
+
 @few
 @given(literal_paths, literal_paths)
 def test_a_pattern_without_wildcards_matches_only_that_path(pattern, path):
     if "/" in pattern:
-        assert matcher(pattern)(path) == (path == pattern)
-        assert matcher("/" + pattern)(path) == (path == pattern)
-        assert matcher(pattern)(pattern)
+        assert m(pattern)(path) == (path == pattern)
+        assert m("/" + pattern)(path) == (path == pattern)
+        assert m(pattern)(pattern)
     else:  # like find -name: the last component
-        assert matcher(pattern)(path) == (path.rsplit("/", 1)[-1] == pattern)
-        assert matcher(pattern)("some/dir/" + pattern)
+        assert m(pattern)(path) == (path.rsplit("/", 1)[-1] == pattern)
+        assert m(pattern)("some/dir/" + pattern)
 
 
 @few
 @given(literal_paths, st.lists(literal_components, min_size=1, max_size=3))
 def test_a_star_stays_within_one_component(directory, rest):
     path = directory + "/" + "/".join(rest)
-    assert matcher(directory + "/*")(path) == (len(rest) == 1)
-    assert matcher("/" + directory + "/*")(path) == (len(rest) == 1)
-    assert matcher(directory + "/?" + rest[0][1:])(directory + "/" + rest[0])
-    assert not matcher(directory + "?" + "/".join(rest))(path)  # ? never takes a /
+    assert m(directory + "/*")(path) == (len(rest) == 1)
+    assert m("/" + directory + "/*")(path) == (len(rest) == 1)
+    assert not m(directory + "?" + "/".join(rest))(path)  # ? never takes a /
 
 
 def test_glob_semantics_by_hand():
-    m = matcher
     assert m("*.txt")("home/me/a.txt") and not m("*.txt")("home/a.txt/b")
     assert m("a.txt")("home/me/a.txt") and not m("me")("home/me/a.txt")
     assert m("home/*")("home/me") and not m("home/*")("home/me/a.txt")
@@ -156,6 +222,8 @@ def test_glob_semantics_by_hand():
     assert m("[x")("d/[x") and not m("[x")("d/x")  # an unclosed class is literal
     assert m("home/me/a.txt")("home/me/a.txt") and not m("home/me/a.txt")("home/me/a.txt2")
     assert m("caf\udce9*")("home/caf\udce9.txt")  # a name that is not UTF-8
+    assert not m("a**b")("x/a/y/b")  # a name pattern stays in one name
+    assert m("a**b")("x/ab") and m("new*")("d/new\nline")
 
 
 @few
@@ -164,9 +232,9 @@ def test_glob_semantics_by_hand():
 @example("home", ["new\ndir", "a.txt"])
 def test_two_stars_cross_components(directory, rest):
     path = directory + "/" + "/".join(rest)
-    assert matcher(directory + "/**")(path)
-    assert matcher("**/" + rest[-1])(path)
-    assert not matcher(directory + "/**")(directory + "x/" + rest[0])
+    assert m(directory + "/**")(path)
+    assert m("**/" + rest[-1])(path)
+    assert not m(directory + "/**")(directory + "x/" + rest[0])
 
 
 # --- under ----------------------------------------------------------------------------------
@@ -175,21 +243,23 @@ def test_two_stars_cross_components(directory, rest):
 @given(paths, paths)
 def test_under_a_path(prefix, path):
     below = path == prefix or path.startswith(prefix + "/")
-    assert under(prefix)(path) == below
-    assert under("/" + prefix)(path) == below
-    assert under(prefix + "/")(path) == below
-    assert under(prefix)(prefix + "/" + path)
+    raw = os.fsencode(path)
+    assert under(prefix)(raw) == below
+    assert under("/" + prefix)(raw) == below
+    assert under(prefix + "/")(raw) == below
+    assert under(os.fsencode(prefix))(raw) == below
+    assert under(prefix)(os.fsencode(prefix + "/" + path))
     for everything in ("", "/", "."):
-        assert under(everything)(path)
+        assert under(everything)(raw)
 
 
 # --- shown ----------------------------------------------------------------------------------
 
 def test_shown_by_hand():
-    assert shown(".") == "/"
-    assert shown("home/me/a.txt") == "/home/me/a.txt"
+    assert shown(".") == shown(b".") == "/"
+    assert shown("home/me/a.txt") == shown(b"home/me/a.txt") == "/home/me/a.txt"
     assert shown("home/café €.txt") == "/home/café €.txt"  # printable text is left alone
-    assert shown("caf\udce9.txt") == "/caf\\xe9.txt"  # b"caf\xe9.txt"
+    assert shown("caf\udce9.txt") == shown(b"caf\xe9.txt") == "/caf\\xe9.txt"
     assert shown("new\nline") == "/new\\nline"
     assert shown("back\\slash") == "/back\\\\slash"
     assert shown("tab\there\r") == "/tab\\there\\r"
@@ -202,6 +272,7 @@ def test_shown_by_hand():
 @given(paths)
 def test_shown_is_one_printable_line(path):
     text = shown(path)
+    assert text == shown(os.fsencode(path))
     assert text.startswith("/")
     assert text.isprintable() and "\n" not in text
     assert text.encode("utf-8")  # no lone surrogate reaches a terminal
@@ -235,3 +306,22 @@ def test_two_names_never_show_the_same(one, other):
 def test_two_names_never_show_the_same_whatever_they_hold(one, other):
     if one != other:
         assert shown(one) != shown(other)
+
+
+# --- what ls shows --------------------------------------------------------------------------
+
+def test_filemode_is_ls_l():
+    assert fileindex.filemode(0o100640) == "-rw-r-----"
+    assert fileindex.filemode(0o42775) == "drwxrwsr-x"
+    assert fileindex.filemode(0o104644) == "-rwSr--r--"
+    assert fileindex.filemode(0o41777) == "drwxrwxrwt"
+    assert fileindex.filemode(0o120777) == "lrwxrwxrwx"
+    assert fileindex.filemode(0o10644) == "prw-r--r--"
+
+
+def test_json_carries_type_mode_owner_target_and_marks():
+    (got,) = delta(record("A", b"home/l", "symlink", 0o120777, "me", "wheel", None, 5, "x",
+                          b"../t\xff")).entries()
+    assert got.as_json() == {"path": "/home/l", "type": "symlink", "size": None, "mtime": 5,
+                             "mode": "lrwxrwxrwx", "owner": "me", "group": "wheel",
+                             "target": "../t\\xff", "marks": ["xattr"]}
