@@ -29,6 +29,8 @@ import ctypes
 import ctypes.util
 import errno
 import grp
+import hashlib
+import marshal
 import os
 import pwd
 import re
@@ -36,10 +38,9 @@ import secrets
 import stat
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from operator import attrgetter
 from pathlib import Path
 
 from cya.core import metadata as formats
@@ -50,6 +51,7 @@ from cya.core.metadata import (
     FileTime,
     FileXattrs,
     FormatError,
+    GlobExclusion,
     LinkGroup,
     SparseFile,
 )
@@ -84,11 +86,20 @@ _SAFE_OWNER = re.compile(r"[^\s:,#\\]+")
 
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _libc = None
+try:
     _fallocate = getattr(_libc, "fallocate64", None) or _libc.fallocate
     _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     _fallocate.restype = ctypes.c_int
-except (OSError, AttributeError):  # pragma: no cover - not Linux
+except AttributeError:  # pragma: no cover - not Linux
     _fallocate = None
+try:
+    _statfs = _libc.statfs
+    _statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    _statfs.restype = ctypes.c_int
+except AttributeError:  # pragma: no cover - not Linux
+    _statfs = None
 
 
 # ---------------------------------------------------------------------------
@@ -107,11 +118,18 @@ class RecordStats:
     unreadable: int  # entries that could not be read (vanished, no permission)
     bytes_written: int  # size of the files written; unchanged files are not rewritten
     seconds: float
+    xattr_reads: int = 0  # entries whose xattrs were read; the others' came from the cache
+    excluded: int = 0  # entries left out by ``exclude`` (with everything below them)
 
     def summary(self) -> str:
         text = (f"metadata of {self.entries} entries: {self.acls} with ACLs, {self.xattrs} with "
                 f"xattrs, {self.link_groups} hard-link groups ({self.link_names} names), "
                 f"{self.sparse} sparse, {self.times} exact times; {self.seconds:.2f} s")
+        if self.xattr_reads < self.entries:
+            text += (f"; xattrs read for {self.xattr_reads}, the others unchanged since the "
+                     "last backup")
+        if self.excluded:
+            text += f"; {self.excluded} excluded"
         if self.unreadable:
             text += f"; {self.unreadable} unreadable"
         return text
@@ -123,9 +141,17 @@ class _Scan:
     xattrs: list[FileXattrs] = field(default_factory=list)
     inodes: dict[tuple[int, int], list[bytes]] = field(default_factory=dict)
     sparse: list[SparseFile] = field(default_factory=list)
-    times: list[FileTime] = field(default_factory=list)
+    # (directory relative to /, [(name, mtime_ns)]): mtimes.txt's groups, in walk order
+    time_groups: list[tuple[bytes, list[tuple[bytes, int]]]] = field(default_factory=list)
     entries: int = 0
     unreadable: int = 0
+    xattr_reads: int = 0
+    excluded: int = 0
+
+    @property
+    def times(self) -> list[FileTime]:
+        return [FileTime(directory + b"/" + name if directory else name, mtime_ns)
+                for directory, group in self.time_groups for name, mtime_ns in group]
 
 
 @lru_cache(maxsize=4096)
@@ -168,17 +194,32 @@ def _group_id(name: str) -> int:
         raise LookupError(f"no group {name!r} on this system") from None
 
 
-def _read_xattrs(path: bytes, name: bytes, info: os.stat_result, attributes: list[str],
-                 scan: _Scan) -> None:
-    """Record the ``attributes`` listed for ``path``: its ACLs apart, the other xattrs."""
-    access = default = None
+Attributes = tuple[tuple[bytes, bytes], ...]  # (xattr name, value), sorted by name
+
+
+def _read_attributes(path: bytes) -> Attributes | None:
+    """Every xattr of ``path`` (not following a symlink), ACLs included; () when the
+    file system has none; None when they cannot be listed (vanished, no permission)."""
+    try:
+        listed = os.listxattr(path, follow_symlinks=False)
+    except OSError as error:
+        return () if error.errno in _UNSUPPORTED else None
     values = []
-    for attribute in attributes:
-        key = os.fsencode(attribute)
+    for attribute in listed:
         try:
             value = os.getxattr(path, attribute, follow_symlinks=False)
         except OSError:  # removed meanwhile, or unreadable: leave it out
             continue
+        values.append((os.fsencode(attribute), value))
+    return tuple(sorted(values))
+
+
+def _note_attributes(name: bytes, info: os.stat_result, attributes: Attributes,
+                     scan: _Scan) -> None:
+    """Record the xattrs of the entry ``name``: its ACLs apart, the other xattrs."""
+    access = default = None
+    values = []
+    for key, value in attributes:
         if key == ACL_ACCESS:
             access = value
         elif key == ACL_DEFAULT:
@@ -186,7 +227,7 @@ def _read_xattrs(path: bytes, name: bytes, info: os.stat_result, attributes: lis
         else:
             values.append((key, value))
     if values:
-        scan.xattrs.append(FileXattrs(name, tuple(sorted(values))))
+        scan.xattrs.append(FileXattrs(name, tuple(values)))
     if access is not None or default is not None:
         try:
             acl = formats.file_acl(
@@ -198,6 +239,135 @@ def _read_xattrs(path: bytes, name: bytes, info: os.stat_result, attributes: lis
             return
         if acl is not None:
             scan.acls.append(acl)
+
+
+# ---------------------------------------------------------------------------
+# The xattr cache: which inodes need their xattrs read again
+
+# Linux changes an inode's ctime whenever its xattrs (ACLs included) change, on every
+# file system; these are the ones whose ctime nothing else can set or keep back.
+_CTIME_FILE_SYSTEMS = {0xEF53: "ext2/3/4", 0x58465342: "xfs", 0x9123683E: "btrfs",
+                       0x01021994: "tmpfs", 0xF2F52010: "f2fs"}
+_CACHE_MAGIC = b"cya xattr cache 1 marshal %d\n" % marshal.version
+_RACY_NS = 2_000_000_000  # ctimes this close to a reading may change again unseen
+_CACHE_DAYS = 30  # then everything is read once more, whatever the ctimes say
+
+
+def _file_system_type(path: bytes) -> int | None:
+    """statfs(2)'s f_type of ``path`` (its first field), or None when it cannot say."""
+    if _statfs is None:
+        return None
+    buffer = ctypes.create_string_buffer(512)
+    if _statfs(path, buffer) != 0:
+        return None
+    return ctypes.c_long.from_buffer(buffer).value & 0xFFFFFFFF
+
+
+class XattrCache:
+    """What the last recording read of each inode's xattrs (ACLs included), kept so that
+    the next one reads only the inodes changed since: an inode whose device, inode
+    number and ctime (to the nanosecond) are the same as then still has the same
+    xattrs, because setting or removing an xattr or an ACL changes the ctime and
+    nothing can set a ctime back.
+
+    The cache only decides what is read again, never what is recorded from
+    anywhere else, and it errs towards reading:
+
+    * only on file systems known to keep ctime so (``_CTIME_FILE_SYSTEMS``, told by
+      statfs per device, identified by device number and f_fsid); on any other
+      (sshfs, NFS, FUSE...) every entry is read every time;
+    * an inode whose ctime lies within 2 s of the reading is not kept (a change in
+      the same clock tick as the reading would leave the ctime as it was);
+    * a deleted file's inode number given to a new file comes with the new file's
+      ctime, later than any kept one;
+    * a cache that is damaged, of another format, written in the future (the clock
+      went back) or more than 30 days old is dropped: everything is read.
+
+    ``path`` is cya's state (``TREE/.cya/metadata-cache``): never inside what the
+    backup holds; deleting it only makes the next backup read everything.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.started = time.time_ns()  # the file system's clock, not the backup's time
+        self.racy = self.started - _RACY_NS
+        self.created = self.started
+        self._old: dict[tuple[int, int], dict] = {}
+        self._new: dict[tuple[int, int], dict] = {}
+        self._devices: dict[int, tuple[dict | None, dict | None]] = {}
+        if path is not None:
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return
+        head = len(_CACHE_MAGIC)
+        digest, payload = data[head:head + 32], data[head + 32:]
+        if not data.startswith(_CACHE_MAGIC) or \
+                hashlib.blake2b(payload, digest_size=32).digest() != digest:
+            return
+        try:
+            created, scanned, devices = marshal.loads(payload)
+        except (ValueError, EOFError, TypeError):
+            return
+        if not created <= scanned <= self.started or \
+                self.started - created > _CACHE_DAYS * 86_400 * 10**9:
+            return
+        self.created, self._old = created, devices
+
+    def device(self, dev: int, directory: bytes) -> tuple[dict | None, dict | None]:
+        """For entries on device ``dev`` (``directory`` one of its directories): what the
+        last recording read there {inode: ctime, or (ctime, attributes)} and where this
+        one notes what it reads; (None, None) where ctime cannot be trusted."""
+        found = self._devices.get(dev)
+        if found is None:
+            found = (None, None)
+            if self.path is not None and _file_system_type(directory) in _CTIME_FILE_SYSTEMS:
+                try:
+                    key = (dev, os.statvfs(directory).f_fsid)
+                except OSError:
+                    key = None
+                if key is not None:
+                    found = (self._old.get(key, {}), self._new.setdefault(key, {}))
+            self._devices[dev] = found
+        return found
+
+    def save(self) -> None:
+        """Replace the cache file by what this recording read (a crash leaves the old one
+        or a damaged one, which is dropped). Raise OSError if it cannot be written."""
+        if self.path is None:
+            return
+        payload = marshal.dumps((self.created, self.started, self._new))
+        data = _CACHE_MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        with open(temporary, "wb", opener=lambda p, flags: os.open(p, flags, 0o600)) as handle:
+            handle.write(data)
+        os.replace(temporary, self.path)
+
+
+def _attributes_of(path: bytes, name: bytes, info: os.stat_result, old: dict | None,
+                   new: dict | None, racy: int, scan: _Scan) -> None:
+    """Record the xattrs of one entry: from the cache when its inode's ctime is the one
+    read last time, else read; note them for the next time."""
+    ino, ctime = info.st_ino, info.st_ctime_ns
+    known = old.get(ino) if old is not None else None
+    if known == ctime:
+        attributes: Attributes | None = ()
+    elif type(known) is tuple and known[0] == ctime:
+        attributes = known[1]
+    else:
+        scan.xattr_reads += 1
+        attributes = _read_attributes(path)
+        if attributes is None:
+            scan.unreadable += 1
+            return
+    if new is not None and ctime < racy:
+        new[ino] = (ctime, attributes) if attributes else ctime
+    if attributes:
+        _note_attributes(name, info, attributes, scan)
 
 
 def _data_extents(path: bytes, size: int) -> tuple[tuple[int, int], ...] | None:
@@ -237,65 +407,123 @@ def _roots(sources: Sequence[Path], skip: set[bytes]) -> list[bytes]:
     return roots
 
 
-def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = True) -> _Scan:
+Exclude = Callable[[bytes, bool], bool]  # (absolute path, is a directory) -> left out
+
+
+def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = True,
+          exclude: Exclude | None = None, cache: XattrCache | None = None) -> _Scan:
     """Walk the sources depth first, names sorted, so that two walks of an unchanged
     source write the same files (duplicity then stores nearly nothing for them).
 
-    This loop runs once per entry of every source before each backup: it is kept
-    tight (one lstat and one listxattr per entry, locals, no call it can avoid)."""
+    The loop over the entries of a directory runs once per entry of every source
+    before each backup: it is kept tight (one lstat relative to the directory, the
+    xattrs only when the cache cannot vouch for them, locals, no call it can avoid)."""
     skipped = {os.fsencode(os.path.abspath(s)) for s in skip}
+    skip_in: dict[bytes, set[bytes]] = {}  # directory -> names in it never entered
+    for path in skipped:
+        parent, _, name = path.rpartition(b"/")
+        skip_in.setdefault(parent or b"/", set()).add(name)
+    cache = cache if cache is not None else XattrCache(None)
+    racy = cache.racy
+    below: Callable[[bytes, bytes, bool], bool] | None = None
+    if isinstance(exclude, GlobExclusion):
+        below = exclude.below if exclude else None
+    elif exclude is not None:
+        below = lambda prefix, name, is_dir: exclude(prefix + name, is_dir)  # noqa: E731
     scan = _Scan()
-    times = scan.times
+    groups = scan.time_groups
     inodes = scan.inodes
-    by_name = attrgetter("name")
     is_dir, is_file, is_link = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
-    listxattr = os.listxattr
+    lstat, listdir = os.lstat, os.listdir
+    opening = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    second = 1_000_000_000
     for root in _roots(sources, skipped):
         try:
-            stack = [(root, os.lstat(root))]
+            info = lstat(root)
         except OSError:
             scan.unreadable += 1
             continue
+        if exclude is not None and exclude(root, is_dir(info.st_mode)):
+            scan.excluded += 1
+            continue
+        # the root itself: one line in its parent directory's group
+        parent, _, base = root[1:].rpartition(b"/")
+        name = root[1:] or b"."
+        scan.entries += 1
+        if read_xattrs:
+            old, new = cache.device(info.st_dev, root)
+            _attributes_of(root, name, info, old, new, racy, scan)
+        if info.st_mtime_ns % second or is_link(info.st_mode):
+            groups.append((parent, [(base or b".", info.st_mtime_ns)]))
+        if is_file(info.st_mode):
+            if info.st_nlink > 1:
+                inodes.setdefault((info.st_dev, info.st_ino), []).append(name)
+            if info.st_blocks * 512 < info.st_size:
+                _sparse(root, name, info, scan)
+        if not is_dir(info.st_mode):
+            continue
+        stack = [(root, root[1:], info.st_dev)]
         while stack:
-            path, info = stack.pop()
-            name = path[1:] or b"."  # relative to /: every path here is absolute and normal
-            mode = info.st_mode
-            scan.entries += 1
-            if read_xattrs:
-                try:
-                    attributes = listxattr(path, follow_symlinks=False)
-                except OSError as error:
-                    attributes = None
-                    if error.errno not in _UNSUPPORTED:
-                        scan.unreadable += 1
-                if attributes:
-                    _read_xattrs(path, name, info, attributes, scan)
-            if info.st_mtime_ns % 1_000_000_000 or is_link(mode):
-                times.append(FileTime(name, info.st_mtime_ns))
-            if is_file(mode):
-                if info.st_nlink > 1:
-                    inodes.setdefault((info.st_dev, info.st_ino), []).append(name)
-                if info.st_blocks * 512 < info.st_size:
-                    _sparse(path, name, info, scan)
-                continue
-            if not is_dir(mode):
-                continue
+            directory, relative, device = stack.pop()
             try:
-                with os.scandir(path) as listing:
-                    entries = sorted(listing, key=by_name)
+                fd = os.open(directory, opening)
             except OSError:
                 scan.unreadable += 1
                 continue
-            children = []
-            for entry in entries:
-                child = entry.path
-                if child in skipped:
-                    continue
-                try:
-                    children.append((child, entry.stat(follow_symlinks=False)))
-                except OSError:
-                    scan.unreadable += 1
-            stack.extend(reversed(children))
+            try:
+                names = listdir(directory)
+            except OSError:
+                os.close(fd)
+                scan.unreadable += 1
+                continue
+            try:
+                prefix = directory.rstrip(b"/") + b"/"  # absolute, for what needs a path
+                inside = relative + b"/" if relative else b""  # relative to /, for names
+                old, new = cache.device(device, directory) if read_xattrs else (None, None)
+                never = skip_in.get(directory)
+                group: list[tuple[bytes, int]] = []
+                subdirectories = []
+                left_out = 0
+                names.sort()
+                for name in names:
+                    if never is not None and name in never:
+                        left_out += 1
+                        continue
+                    try:
+                        info = lstat(name, dir_fd=fd)
+                    except OSError:
+                        scan.unreadable += 1
+                        left_out += 1
+                        continue
+                    mode = info.st_mode
+                    if below is not None and below(prefix, name, is_dir(mode)):
+                        scan.excluded += 1
+                        left_out += 1
+                        continue
+                    if old is not None and info.st_dev == device \
+                            and old.get(info.st_ino) == info.st_ctime_ns:
+                        new[info.st_ino] = info.st_ctime_ns  # unchanged, without xattrs
+                    elif read_xattrs:
+                        _attributes_of(prefix + name, inside + name, info,
+                                       old if info.st_dev == device else None,
+                                       new if info.st_dev == device else None, racy, scan)
+                    mtime_ns = info.st_mtime_ns
+                    if mtime_ns % second or is_link(mode):
+                        group.append((name, mtime_ns))
+                    if is_file(mode):
+                        if info.st_nlink > 1:
+                            inodes.setdefault((info.st_dev, info.st_ino), []).append(
+                                inside + name)
+                        if info.st_blocks * 512 < info.st_size:
+                            _sparse(prefix + name, inside + name, info, scan)
+                    elif is_dir(mode):
+                        subdirectories.append((prefix + name, inside + name, info.st_dev))
+                scan.entries += len(names) - left_out
+                if group:
+                    groups.append((relative, group))
+                stack.extend(reversed(subdirectories))
+            finally:
+                os.close(fd)
     return scan
 
 
@@ -318,13 +546,27 @@ def _write(path: Path, data: bytes) -> int:
     return len(data)
 
 
-def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = ()) -> RecordStats:
+def exclusion(patterns: Sequence[str]) -> GlobExclusion:
+    """The test ``record(exclude=...)`` takes for the config's ``exclude`` globs: what
+    duplicity leaves out when cya passes them as ``--exclude`` (file names decoded as
+    duplicity decodes them)."""
+    return GlobExclusion(patterns, os.fsdecode)
+
+
+def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = (), *,
+           exclude: Exclude | None = None, cache: Path | None = None) -> RecordStats:
     """Record the metadata of every entry at or below ``sources`` into ``out_dir``, replacing
     what it held, and return counts. Never follows a symlink, never enters a ``skip``
-    path (the tree, the cache). Entries that vanish or cannot be read while walking are
-    counted, not fatal; raise OSError only if ``out_dir`` cannot be written."""
+    path (the tree, the cache). ``exclude`` (``exclusion(settings.exclude)``, or any
+    test of an absolute path and whether it is a directory) leaves out what the backup
+    leaves out: neither walked nor recorded. ``cache`` is a file where the xattrs read
+    are kept for the next recording, which then reads only inodes whose ctime changed
+    (see XattrCache); without it every entry's xattrs are read. Entries that vanish or
+    cannot be read while walking are counted, not fatal; raise OSError only if
+    ``out_dir`` cannot be written."""
     started = time.perf_counter()
-    scan = _scan(sources, skip)
+    xattr_cache = XattrCache(cache)
+    scan = _scan(sources, skip, exclude=exclude, cache=xattr_cache)
     groups = [LinkGroup(tuple(names)) for names in scan.inodes.values() if len(names) > 1]
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     written = 0
@@ -332,12 +574,18 @@ def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = ()) ->
                        (formats.XATTR_FILE, formats.format_xattrs(scan.xattrs)),
                        (formats.HARDLINK_FILE, formats.format_links(groups)),
                        (formats.SPARSE_FILE, formats.format_sparse(scan.sparse)),
-                       (formats.MTIME_FILE, formats.format_times(scan.times)),
+                       (formats.MTIME_FILE, formats.format_time_groups(scan.time_groups)),
                        (README_FILE, README)):
         written += _write(out_dir / name, data)
+    if cache is not None:
+        try:
+            xattr_cache.save()
+        except OSError:
+            pass  # the cache only saves work: the next recording reads what it cannot vouch for
     return RecordStats(scan.entries, len(scan.acls), len(scan.xattrs), len(groups),
-                       sum(len(g.names) for g in groups), len(scan.sparse), len(scan.times),
-                       scan.unreadable, written, time.perf_counter() - started)
+                       sum(len(g.names) for g in groups), len(scan.sparse),
+                       sum(len(group) for _, group in scan.time_groups), scan.unreadable,
+                       written, time.perf_counter() - started, scan.xattr_reads, scan.excluded)
 
 
 # ---------------------------------------------------------------------------

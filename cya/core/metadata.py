@@ -25,8 +25,14 @@ directory holds five files; every name in them is relative to ``/``
     the file's data extents ``offset+length,...`` (``-`` for none); every
     other byte of the file is a hole.
 ``mtimes.txt``
-    ``<mtime in nanoseconds> <name>`` for every entry whose mtime has a
-    non-zero sub-second part, and for every symlink.
+    The mtime in nanoseconds of every entry whose mtime has a non-zero
+    sub-second part, and of every symlink, grouped by directory: a line
+    ``/<directory>`` (``/`` for the root), then ``<mtime nanoseconds> <name>``
+    for each entry of that directory, ``<name>`` one component (``.`` under
+    ``/`` stands for the root itself). Directories come depth first and names
+    sorted, so a day's changes rewrite few lines, the file is about half the
+    size of one full name per line (format 1, still read), and duplicity's
+    rsync delta of it stays small.
 
 Each of cya's own three files starts with a ``# cya ...`` line naming its
 format and version; other lines starting with ``#`` are comments. Names are
@@ -61,7 +67,10 @@ ACL_DEFAULT = b"system.posix_acl_default"
 _HARDLINK_HEADER = f"# cya hard-link groups, format {FORMAT_VERSION}: <group> <name>"
 _SPARSE_HEADER = (f"# cya sparse files, format {FORMAT_VERSION}: "
                   "<size> <data extents offset+length,... or -> <name>")
-_MTIME_HEADER = f"# cya mtimes, format {FORMAT_VERSION}: <mtime nanoseconds> <name>"
+_MTIME_HEADER_1 = "# cya mtimes, format 1: <mtime nanoseconds> <name>"
+MTIME_FORMAT = 2
+_MTIME_HEADER = (f"# cya mtimes, format {MTIME_FORMAT}: /<directory>, then "
+                 "<mtime nanoseconds> <name> of each entry in it")
 
 
 class FormatError(ValueError):
@@ -444,8 +453,40 @@ def format_sparse(files: Iterable[SparseFile]) -> bytes:
 
 
 def format_times(times: Iterable[FileTime]) -> bytes:
+    """``mtimes.txt`` (format 2) for ``times`` in the order given: each run of names in
+    one directory under one ``/<directory>`` line."""
+    groups: list[tuple[bytes, list[tuple[bytes, int]]]] = []
+    for time in times:
+        if time.name == b".":
+            directory, name = b"", b"."
+        else:
+            directory, _, name = time.name.rpartition(b"/")
+        if not groups or groups[-1][0] != directory:
+            groups.append((directory, []))
+        groups[-1][1].append((name, time.mtime_ns))
+    return format_time_groups(groups)
+
+
+_NEEDS_QUOTE = re.compile(rb"[\\\n\r]")
+
+
+def format_time_groups(groups: Iterable[tuple[bytes, Sequence[tuple[bytes, int]]]]) -> bytes:
+    """``mtimes.txt`` (format 2) from (directory relative to ``/``, [(name, mtime_ns)])
+    pairs: the directory ``b""`` is ``/``, a name is one component (``b"."`` in ``b""``
+    is the root itself). Groups without names are left out.
+
+    This runs on every name of every source before each backup: the names of a group
+    are checked for a character that needs quoting in one search, not one by one."""
     out = [_MTIME_HEADER.encode()]
-    out += [b"%d " % time.mtime_ns + quote(time.name) for time in times]
+    append = out.append
+    for directory, entries in groups:
+        if not entries:
+            continue
+        append(b"/" + quote(directory))
+        lines = [b"%d %s" % (mtime_ns, name) for name, mtime_ns in entries]
+        if _NEEDS_QUOTE.search(b"".join(name for name, _ in entries)):
+            lines = [b"%d %s" % (mtime_ns, quote(name)) for name, mtime_ns in entries]
+        out += lines
     return b"\n".join(out) + b"\n"
 
 
@@ -500,9 +541,37 @@ def parse_sparse(data: bytes) -> list[SparseFile]:
 
 
 def parse_times(data: bytes) -> list[FileTime]:
-    """The entries of ``mtimes.txt``. Raise FormatError for a bad line."""
-    return [FileTime(_name(quoted), _integer(mtime, number))
-            for number, (mtime, quoted) in _records(data, _MTIME_HEADER, 1)]
+    """The entries of ``mtimes.txt``, format 1 or 2. Raise FormatError for a bad line or
+    a file of another format."""
+    if data.startswith(_MTIME_HEADER_1.split(":")[0].encode() + b":"):
+        return [FileTime(_name(quoted), _integer(mtime, number))
+                for number, (mtime, quoted) in _records(data, _MTIME_HEADER_1, 1)]
+    lines = data.split(b"\n")
+    if data and not lines[0].startswith(_MTIME_HEADER.split(":")[0].encode() + b":"):
+        raise FormatError(f"not a cya mtimes file of format 1 or {MTIME_FORMAT}: "
+                          f"{lines[0][:80]!r}")
+    times = []
+    directory: bytes | None = None
+    for number, line in enumerate(lines, 1):
+        if not line or line.startswith(b"#"):
+            continue
+        if line.startswith(b"/"):
+            directory = unquote(line[1:])
+            if directory:
+                check_name(directory)
+            continue
+        mtime, space, quoted = line.partition(b" ")
+        if not space or not quoted:
+            raise FormatError(f"line {number} has not a mtime and a name: {line!r}")
+        if directory is None:
+            raise FormatError(f"line {number} comes before the first /<directory> line")
+        name = unquote(quoted)
+        if b"/" in name or (name == b"." and directory):
+            raise FormatError(f"line {number}: {name!r} is not one name in its directory")
+        full = (directory + b"/" + name) if directory else name
+        check_name(full)
+        times.append(FileTime(full, _integer(mtime, number)))
+    return times
 
 
 def holes(size: int, data: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -593,3 +662,131 @@ def plan_apply(metadata: Metadata, prefix: bytes) -> ApplyPlan:
     # keeps "directories after their contents" true for anything that does
     times.sort(key=lambda t: (-(t.name.count(b"/") + (1 if t.name else 0)), t.name))
     return ApplyPlan(prefix, tuple(links), sparse, xattrs, acls, tuple(times), outside)
+
+
+# ---------------------------------------------------------------------------
+# What the backup leaves out: duplicity's --exclude globs
+
+
+def duplicity_glob_regex(pattern: str) -> str:
+    """The regular expression duplicity makes of a shell glob (its ``glob_to_regex``):
+    ``**`` any characters, ``/`` included; ``*`` any but ``/``; ``?`` one but ``/``;
+    ``[...]`` a class (``[!...]``/``[^...]`` negated; a ``[`` without ``]`` is literal)."""
+    i, n, out = 0, len(pattern), []
+    while i < n:
+        char = pattern[i]
+        i += 1
+        if pattern[i - 1:i + 1] == "**":
+            out.append(".*")
+            i += 1
+        elif char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            j = i
+            if j < n and pattern[j] in "!^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                out.append("\\[")
+            else:
+                inside = pattern[i:j].replace("\\", "\\\\")
+                i = j + 1
+                if inside[0] in "!^":
+                    inside = "^" + inside[1:]
+                out.append(f"[{inside}]")
+        else:
+            out.append(re.escape(char))
+    return "".join(out)
+
+
+_GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+class _Glob(NamedTuple):
+    whole: re.Pattern[str]  # the path, or a directory above it, matches
+    exact: re.Pattern[str] | None  # a pattern ending in "/": the path itself matches
+
+
+class GlobExclusion:
+    """The ``exclude`` globs of the config as duplicity applies them when cya passes each
+    as ``--exclude`` (before its includes of the sources): a test on absolute paths,
+    ``exclusion(path, is_dir)``.
+
+    duplicity's rules, followed here exactly: a pattern is matched against the
+    absolute path, decoded as Python decodes file names; ``**`` crosses ``/``, ``*``
+    and ``?`` do not; a pattern matching a directory excludes everything below it; a
+    pattern ending in ``/`` matches a directory itself, not a file (everything below
+    a matching directory still); ``ignorecase:`` in front matches regardless of case;
+    ``/`` alone is ``/**``. cya's own ``find``/``ls --date`` globs (core.fileindex)
+    differ: there a pattern without ``/`` matches the last component and a path
+    relative to ``/``; what a backup holds is decided by duplicity's rules, so these
+    are the ones here.
+
+    A pattern duplicity refuses (one not below ``/``, ``//`` inside) fails the backup
+    in duplicity; here it leaves out only what its regex matches.
+    """
+
+    def __init__(self, patterns: Sequence[str],
+                 decode: Callable[[bytes], str] = lambda path: path.decode(
+                     "utf-8", "surrogateescape")):
+        self.patterns = tuple(patterns)
+        self._decode = decode
+        names = set()
+        globs: list[_Glob] = []
+        others: list[_Glob] = []
+        for pattern in self.patterns:
+            text, flags = pattern, re.S
+            if text.lower().startswith("ignorecase:"):
+                text, flags = text[len("ignorecase:"):].casefold(), flags | re.I
+            if not text:
+                continue
+            slash = text != "/" and text.endswith("/")
+            text = "/**" if text == "/" else text[:-1] if slash else text
+            regex = duplicity_glob_regex(text)
+            glob = _Glob(re.compile(f"^{regex}($|/)", flags),
+                         re.compile(f"^{regex}($)", flags) if slash else None)
+            globs.append(glob)
+            name = text[3:]
+            if (flags == re.S and not slash and text.startswith("**/") and name
+                    and "/" not in name and not _GLOB_CHARACTERS.search(name)):
+                names.add(name.encode("utf-8", "surrogateescape"))
+            else:
+                others.append(glob)
+        self._globs = tuple(globs)
+        self._names = frozenset(names)
+        self._others = tuple(others)
+
+    def __bool__(self) -> bool:
+        return bool(self._globs)
+
+    def __call__(self, path: bytes, is_dir: bool) -> bool:
+        """Whether duplicity leaves out the absolute ``path`` (a directory when ``is_dir``),
+        by itself or because a directory above it is left out."""
+        return self._matches(self._globs, self._decode(path), is_dir)
+
+    def below(self, directory: bytes, name: bytes, is_dir: bool) -> bool:
+        """``self(directory + b"/" + name, is_dir)`` for a ``directory`` known not to be
+        left out, faster: ``**/name`` patterns are a set lookup of the last name.
+
+        Below a directory that is not left out, such a pattern can only match the last
+        name (``$`` in duplicity's regex also matches before a final newline, hence the
+        second lookup)."""
+        names = self._names
+        if names and (name in names or (name[-1:] == b"\n" and name[:-1] in names)):
+            return True
+        if not self._others:
+            return False
+        return self._matches(self._others, self._decode(directory + b"/" + name), is_dir)
+
+    @staticmethod
+    def _matches(globs: Sequence[_Glob], text: str, is_dir: bool) -> bool:
+        for glob in globs:
+            if glob.whole.match(text) and (glob.exact is None or is_dir
+                                           or not glob.exact.match(text)):
+                return True
+        return False
