@@ -141,8 +141,8 @@ class _Scan:
     xattrs: list[FileXattrs] = field(default_factory=list)
     inodes: dict[tuple[int, int], list[bytes]] = field(default_factory=dict)
     sparse: list[SparseFile] = field(default_factory=list)
-    # (directory relative to /, [(name, mtime_ns)]): mtimes.txt's groups, in walk order
-    time_groups: list[tuple[bytes, list[tuple[bytes, int]]]] = field(default_factory=list)
+    # (directory relative to /, [(mtime_ns, name)]): mtimes.txt's groups, in walk order
+    time_groups: list[tuple[bytes, list[tuple[int, bytes]]]] = field(default_factory=list)
     entries: int = 0
     unreadable: int = 0
     xattr_reads: int = 0
@@ -151,7 +151,7 @@ class _Scan:
     @property
     def times(self) -> list[FileTime]:
         return [FileTime(directory + b"/" + name if directory else name, mtime_ns)
-                for directory, group in self.time_groups for name, mtime_ns in group]
+                for directory, group in self.time_groups for mtime_ns, name in group]
 
 
 @lru_cache(maxsize=4096)
@@ -248,7 +248,7 @@ def _note_attributes(name: bytes, info: os.stat_result, attributes: Attributes,
 # file system; these are the ones whose ctime nothing else can set or keep back.
 _CTIME_FILE_SYSTEMS = {0xEF53: "ext2/3/4", 0x58465342: "xfs", 0x9123683E: "btrfs",
                        0x01021994: "tmpfs", 0xF2F52010: "f2fs"}
-_CACHE_MAGIC = b"cya xattr cache 1 marshal %d\n" % marshal.version
+_CACHE_MAGIC = b"cya xattr cache 2 marshal %d\n" % marshal.version
 _RACY_NS = 2_000_000_000  # ctimes this close to a reading may change again unseen
 _CACHE_DAYS = 30  # then everything is read once more, whatever the ctimes say
 
@@ -292,8 +292,10 @@ class XattrCache:
         self.started = time.time_ns()  # the file system's clock, not the backup's time
         self.racy = self.started - _RACY_NS
         self.created = self.started
-        self._old: dict[tuple[int, int], dict] = {}
-        self._new: dict[tuple[int, int], dict] = {}
+        # {(device, f_fsid): {directory inode: {inode: ctime, or (ctime, attributes)}}};
+        # one small dict per directory: the lookups of one directory stay close in memory
+        self._old: dict[tuple[int, int], dict[int | None, dict]] = {}
+        self._new: dict[tuple[int, int], dict[int | None, dict]] = {}
         self._devices: dict[int, tuple[dict | None, dict | None]] = {}
         if path is not None:
             self._load(path)
@@ -310,17 +312,31 @@ class XattrCache:
             return
         try:
             created, scanned, devices = marshal.loads(payload)
+            if not created <= scanned <= self.started:
+                return
         except (ValueError, EOFError, TypeError):
             return
-        if not created <= scanned <= self.started or \
-                self.started - created > _CACHE_DAYS * 86_400 * 10**9:
+        if self.started - created > _CACHE_DAYS * 86_400 * 10**9:
+            return
+        if not isinstance(devices, dict) or not all(
+                isinstance(directories, dict)
+                and all(isinstance(inodes, dict) for inodes in directories.values())
+                for directories in devices.values()):
             return
         self.created, self._old = created, devices
 
-    def device(self, dev: int, directory: bytes) -> tuple[dict | None, dict | None]:
-        """For entries on device ``dev`` (``directory`` one of its directories): what the
-        last recording read there {inode: ctime, or (ctime, attributes)} and where this
-        one notes what it reads; (None, None) where ctime cannot be trusted."""
+    def directory(self, dev: int, ino: int | None, path: bytes
+                  ) -> tuple[dict | None, dict | None]:
+        """For the entries of the directory ``path`` (device ``dev``, inode ``ino``; None for
+        the sources themselves) that lie on its device: what the last recording read of
+        them {inode: ctime, or (ctime, attributes)}, and where this one notes what it
+        reads; (None, None) where ctime cannot be trusted."""
+        old, new = self._device(dev, path)
+        if old is None or new is None:
+            return None, None
+        return old.get(ino, {}), new.setdefault(ino, {})
+
+    def _device(self, dev: int, directory: bytes) -> tuple[dict | None, dict | None]:
         found = self._devices.get(dev)
         if found is None:
             found = (None, None)
@@ -451,10 +467,10 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
         name = root[1:] or b"."
         scan.entries += 1
         if read_xattrs:
-            old, new = cache.device(info.st_dev, root)
+            old, new = cache.directory(info.st_dev, None, root)
             _attributes_of(root, name, info, old, new, racy, scan)
         if info.st_mtime_ns % second or is_link(info.st_mode):
-            groups.append((parent, [(base or b".", info.st_mtime_ns)]))
+            groups.append((parent, [(info.st_mtime_ns, base or b".")]))
         if is_file(info.st_mode):
             if info.st_nlink > 1:
                 inodes.setdefault((info.st_dev, info.st_ino), []).append(name)
@@ -462,9 +478,9 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
                 _sparse(root, name, info, scan)
         if not is_dir(info.st_mode):
             continue
-        stack = [(root, root[1:], info.st_dev)]
+        stack = [(root, root[1:], info.st_dev, info.st_ino)]
         while stack:
-            directory, relative, device = stack.pop()
+            directory, relative, device, directory_ino = stack.pop()
             try:
                 fd = os.open(directory, opening)
             except OSError:
@@ -479,9 +495,11 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
             try:
                 prefix = directory.rstrip(b"/") + b"/"  # absolute, for what needs a path
                 inside = relative + b"/" if relative else b""  # relative to /, for names
-                old, new = cache.device(device, directory) if read_xattrs else (None, None)
+                old, new = (cache.directory(device, directory_ino, directory) if read_xattrs
+                            else (None, None))
+                known = old.get if old is not None else None
                 never = skip_in.get(directory)
-                group: list[tuple[bytes, int]] = []
+                group: list[tuple[int, bytes]] = []
                 subdirectories = []
                 left_out = 0
                 names.sort()
@@ -500,8 +518,8 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
                         scan.excluded += 1
                         left_out += 1
                         continue
-                    if old is not None and info.st_dev == device \
-                            and old.get(info.st_ino) == info.st_ctime_ns:
+                    if known is not None and info.st_dev == device \
+                            and known(info.st_ino) == info.st_ctime_ns:
                         new[info.st_ino] = info.st_ctime_ns  # unchanged, without xattrs
                     elif read_xattrs:
                         _attributes_of(prefix + name, inside + name, info,
@@ -509,7 +527,7 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
                                        new if info.st_dev == device else None, racy, scan)
                     mtime_ns = info.st_mtime_ns
                     if mtime_ns % second or is_link(mode):
-                        group.append((name, mtime_ns))
+                        group.append((mtime_ns, name))
                     if is_file(mode):
                         if info.st_nlink > 1:
                             inodes.setdefault((info.st_dev, info.st_ino), []).append(
@@ -517,7 +535,8 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
                         if info.st_blocks * 512 < info.st_size:
                             _sparse(prefix + name, inside + name, info, scan)
                     elif is_dir(mode):
-                        subdirectories.append((prefix + name, inside + name, info.st_dev))
+                        subdirectories.append((prefix + name, inside + name, info.st_dev,
+                                               info.st_ino))
                 scan.entries += len(names) - left_out
                 if group:
                     groups.append((relative, group))

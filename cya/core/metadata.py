@@ -455,7 +455,7 @@ def format_sparse(files: Iterable[SparseFile]) -> bytes:
 def format_times(times: Iterable[FileTime]) -> bytes:
     """``mtimes.txt`` (format 2) for ``times`` in the order given: each run of names in
     one directory under one ``/<directory>`` line."""
-    groups: list[tuple[bytes, list[tuple[bytes, int]]]] = []
+    groups: list[tuple[bytes, list[tuple[int, bytes]]]] = []
     for time in times:
         if time.name == b".":
             directory, name = b"", b"."
@@ -463,30 +463,29 @@ def format_times(times: Iterable[FileTime]) -> bytes:
             directory, _, name = time.name.rpartition(b"/")
         if not groups or groups[-1][0] != directory:
             groups.append((directory, []))
-        groups[-1][1].append((name, time.mtime_ns))
+        groups[-1][1].append((time.mtime_ns, name))
     return format_time_groups(groups)
 
 
-_NEEDS_QUOTE = re.compile(rb"[\\\n\r]")
+_TIME_LINE = b"%d %s".__mod__
 
 
-def format_time_groups(groups: Iterable[tuple[bytes, Sequence[tuple[bytes, int]]]]) -> bytes:
-    """``mtimes.txt`` (format 2) from (directory relative to ``/``, [(name, mtime_ns)])
+def format_time_groups(groups: Iterable[tuple[bytes, Sequence[tuple[int, bytes]]]]) -> bytes:
+    """``mtimes.txt`` (format 2) from (directory relative to ``/``, [(mtime_ns, name)])
     pairs: the directory ``b""`` is ``/``, a name is one component (``b"."`` in ``b""``
     is the root itself). Groups without names are left out.
 
-    This runs on every name of every source before each backup: the names of a group
-    are checked for a character that needs quoting in one search, not one by one."""
+    This runs on every name of every source before each backup, so a group's lines are
+    made at C speed and checked at once for a name that needs quoting."""
     out = [_MTIME_HEADER.encode()]
-    append = out.append
     for directory, entries in groups:
         if not entries:
             continue
-        append(b"/" + quote(directory))
-        lines = [b"%d %s" % (mtime_ns, name) for name, mtime_ns in entries]
-        if _NEEDS_QUOTE.search(b"".join(name for name, _ in entries)):
-            lines = [b"%d %s" % (mtime_ns, quote(name)) for name, mtime_ns in entries]
-        out += lines
+        out.append(b"/" + quote(directory))
+        lines = b"\n".join(map(_TIME_LINE, entries))
+        if b"\\" in lines or b"\r" in lines or lines.count(b"\n") != len(entries) - 1:
+            lines = b"\n".join(b"%d %s" % (mtime_ns, quote(name)) for mtime_ns, name in entries)
+        out.append(lines)
     return b"\n".join(out) + b"\n"
 
 
