@@ -242,15 +242,16 @@ def _note_attributes(name: bytes, info: os.stat_result, attributes: Attributes,
 
 
 # ---------------------------------------------------------------------------
-# The xattr cache: which inodes need their xattrs read again
+# The cache of what the last recording saw: which inodes need their xattrs read
+# again, and what mtimes.txt holds
 
 # Linux changes an inode's ctime whenever its xattrs (ACLs included) change, on every
 # file system; these are the ones whose ctime nothing else can set or keep back.
 _CTIME_FILE_SYSTEMS = {0xEF53: "ext2/3/4", 0x58465342: "xfs", 0x9123683E: "btrfs",
                        0x01021994: "tmpfs", 0xF2F52010: "f2fs"}
-_CACHE_MAGIC = b"cya xattr cache 2 marshal %d\n" % marshal.version
+_CACHE_MAGIC = b"cya metadata cache 1 marshal %d\n" % marshal.version
 _RACY_NS = 2_000_000_000  # ctimes this close to a reading may change again unseen
-_CACHE_DAYS = 30  # then everything is read once more, whatever the ctimes say
+_CACHE_DAYS = 30  # then every xattr is read once more, whatever the ctimes say
 
 
 def _file_system_type(path: bytes) -> int | None:
@@ -263,15 +264,28 @@ def _file_system_type(path: bytes) -> int | None:
     return ctypes.c_long.from_buffer(buffer).value & 0xFFFFFFFF
 
 
-class XattrCache:
-    """What the last recording read of each inode's xattrs (ACLs included), kept so that
-    the next one reads only the inodes changed since: an inode whose device, inode
-    number and ctime (to the nanosecond) are the same as then still has the same
-    xattrs, because setting or removing an xattr or an ACL changes the ctime and
-    nothing can set a ctime back.
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=32).digest()
 
-    The cache only decides what is read again, never what is recorded from
-    anywhere else, and it errs towards reading:
+
+@dataclass(frozen=True)
+class _TimesState:
+    """What ``mtimes.txt`` held after the last recording: its digest, the size of the
+    part written afresh (the rest is appended changes) and its ``time_blocks``."""
+
+    digest: bytes
+    base: int
+    blocks: dict[bytes, bytes]
+
+
+class RecordCache:
+    """What the last recording saw, so that the next one does less: the xattrs (ACLs
+    included) it read of each inode, and the content of ``mtimes.txt``.
+
+    xattrs: an inode whose device, inode number and ctime (to the nanosecond) are
+    the same as when it was read still has the same xattrs, because setting or
+    removing an xattr or an ACL changes the ctime and nothing can set a ctime back.
+    The cache only decides what is read again and errs towards reading:
 
     * only on file systems known to keep ctime so (``_CTIME_FILE_SYSTEMS``, told by
       statfs per device, identified by device number and f_fsid); on any other
@@ -279,12 +293,16 @@ class XattrCache:
     * an inode whose ctime lies within 2 s of the reading is not kept (a change in
       the same clock tick as the reading would leave the ctime as it was);
     * a deleted file's inode number given to a new file comes with the new file's
-      ctime, later than any kept one;
-    * a cache that is damaged, of another format, written in the future (the clock
-      went back) or more than 30 days old is dropped: everything is read.
+      ctime, later than any kept one, so it is read;
+    * a cache that is damaged, of another format or written in the future (the clock
+      went back) is dropped, and its xattrs after 30 days: everything is read.
 
-    ``path`` is cya's state (``TREE/.cya/metadata-cache``): never inside what the
-    backup holds; deleting it only makes the next backup read everything.
+    mtimes.txt: a recording appends only what changed to it when the file still has
+    the digest the cache noted (so the file, whatever happened to it, holds what the
+    cache says), else writes it afresh.
+
+    ``path`` is cya's state (``TREE/.cya/metadata-cache``), never inside what the
+    backup holds; deleting it only makes the next recording read and write everything.
     """
 
     def __init__(self, path: Path | None):
@@ -297,6 +315,7 @@ class XattrCache:
         self._old: dict[tuple[int, int], dict[int | None, dict]] = {}
         self._new: dict[tuple[int, int], dict[int | None, dict]] = {}
         self._devices: dict[int, tuple[dict | None, dict | None]] = {}
+        self.times: _TimesState | None = None  # read, then replaced by what is written
         if path is not None:
             self._load(path)
 
@@ -307,23 +326,25 @@ class XattrCache:
             return
         head = len(_CACHE_MAGIC)
         digest, payload = data[head:head + 32], data[head + 32:]
-        if not data.startswith(_CACHE_MAGIC) or \
-                hashlib.blake2b(payload, digest_size=32).digest() != digest:
+        if not data.startswith(_CACHE_MAGIC) or _digest(payload) != digest:
             return
         try:
-            created, scanned, devices = marshal.loads(payload)
-            if not created <= scanned <= self.started:
-                return
+            created, scanned, devices, times = marshal.loads(payload)
         except (ValueError, EOFError, TypeError):
             return
+        if not isinstance(created, int) or not isinstance(scanned, int) \
+                or not created <= scanned <= self.started:
+            return
+        if isinstance(times, tuple) and len(times) == 3 and isinstance(times[0], bytes) \
+                and isinstance(times[1], int) and isinstance(times[2], dict):
+            self.times = _TimesState(*times)
         if self.started - created > _CACHE_DAYS * 86_400 * 10**9:
             return
-        if not isinstance(devices, dict) or not all(
+        if isinstance(devices, dict) and all(
                 isinstance(directories, dict)
                 and all(isinstance(inodes, dict) for inodes in directories.values())
                 for directories in devices.values()):
-            return
-        self.created, self._old = created, devices
+            self.created, self._old = created, devices
 
     def directory(self, dev: int, ino: int | None, path: bytes
                   ) -> tuple[dict | None, dict | None]:
@@ -350,13 +371,27 @@ class XattrCache:
             self._devices[dev] = found
         return found
 
+    def times_file(self, old: bytes | None, blocks: dict[bytes, bytes]) -> tuple[bytes, int]:
+        """The new content of ``mtimes.txt`` for ``blocks`` (``time_blocks``), given what it
+        holds now (None: nothing), and the size of the part written afresh: ``old`` with
+        the changes appended when it is what the cache noted and the appended part stays
+        under a quarter of the rest, else the file afresh."""
+        if old is not None and self.times is not None and _digest(old) == self.times.digest:
+            changes = formats.time_changes(self.times.blocks, blocks)
+            if len(old) + len(changes) - self.times.base <= self.times.base // 4:
+                return old + changes, self.times.base
+        data = formats.format_time_blocks(blocks)
+        return data, len(data)
+
     def save(self) -> None:
-        """Replace the cache file by what this recording read (a crash leaves the old one
+        """Replace the cache file by what this recording saw (a crash leaves the old one
         or a damaged one, which is dropped). Raise OSError if it cannot be written."""
         if self.path is None:
             return
-        payload = marshal.dumps((self.created, self.started, self._new))
-        data = _CACHE_MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
+        times = None if self.times is None else \
+            (self.times.digest, self.times.base, self.times.blocks)
+        payload = marshal.dumps((self.created, self.started, self._new, times))
+        data = _CACHE_MAGIC + _digest(payload) + payload
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         with open(temporary, "wb", opener=lambda p, flags: os.open(p, flags, 0o600)) as handle:
@@ -427,7 +462,7 @@ Exclude = Callable[[bytes, bool], bool]  # (absolute path, is a directory) -> le
 
 
 def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = True,
-          exclude: Exclude | None = None, cache: XattrCache | None = None) -> _Scan:
+          exclude: Exclude | None = None, cache: RecordCache | None = None) -> _Scan:
     """Walk the sources depth first, names sorted, so that two walks of an unchanged
     source write the same files (duplicity then stores nearly nothing for them).
 
@@ -439,7 +474,7 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
     for path in skipped:
         parent, _, name = path.rpartition(b"/")
         skip_in.setdefault(parent or b"/", set()).add(name)
-    cache = cache if cache is not None else XattrCache(None)
+    cache = cache if cache is not None else RecordCache(None)
     racy = cache.racy
     below: Callable[[bytes, bytes, bool], bool] | None = None
     if isinstance(exclude, GlobExclusion):
@@ -500,6 +535,7 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
                 known = old.get if old is not None else None
                 never = skip_in.get(directory)
                 group: list[tuple[int, bytes]] = []
+                timed = group.append
                 subdirectories = []
                 left_out = 0
                 names.sort()
@@ -518,16 +554,22 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
                         scan.excluded += 1
                         left_out += 1
                         continue
-                    if known is not None and info.st_dev == device \
-                            and known(info.st_ino) == info.st_ctime_ns:
-                        new[info.st_ino] = info.st_ctime_ns  # unchanged, without xattrs
+                    if known is not None:
+                        ino, ctime = info.st_ino, info.st_ctime_ns
+                        if known(ino) == ctime and info.st_dev == device:
+                            new[ino] = ctime  # unchanged since read, and without xattrs
+                        elif info.st_dev == device:
+                            _attributes_of(prefix + name, inside + name, info, old, new, racy,
+                                           scan)
+                        else:  # a mount point: read, every time
+                            _attributes_of(prefix + name, inside + name, info, None, None,
+                                           racy, scan)
                     elif read_xattrs:
-                        _attributes_of(prefix + name, inside + name, info,
-                                       old if info.st_dev == device else None,
-                                       new if info.st_dev == device else None, racy, scan)
+                        _attributes_of(prefix + name, inside + name, info, None, None, racy,
+                                       scan)
                     mtime_ns = info.st_mtime_ns
                     if mtime_ns % second or is_link(mode):
-                        group.append((mtime_ns, name))
+                        timed((mtime_ns, name))
                     if is_file(mode):
                         if info.st_nlink > 1:
                             inodes.setdefault((info.st_dev, info.st_ino), []).append(
@@ -554,13 +596,18 @@ def _sparse(path: bytes, name: bytes, info: os.stat_result, scan: _Scan) -> None
         scan.sparse.append(SparseFile(name, info.st_size, extents))
 
 
-def _write(path: Path, data: bytes) -> int:
-    """Write ``data`` durably unless the file already holds it; return the bytes written."""
+def _read(path: Path) -> bytes | None:
     try:
-        if path.read_bytes() == data:
-            return 0
+        return path.read_bytes()
     except OSError:
-        pass
+        return None
+
+
+def _write(path: Path, data: bytes, old: bytes | None = None) -> int:
+    """Write ``data`` durably unless the file already holds it (``old``: what it holds,
+    when known); return the bytes written."""
+    if (old if old is not None else _read(path)) == data:
+        return 0
     atomic_write(path, data, 0o600)
     return len(data)
 
@@ -578,14 +625,15 @@ def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = (), *,
     what it held, and return counts. Never follows a symlink, never enters a ``skip``
     path (the tree, the cache). ``exclude`` (``exclusion(settings.exclude)``, or any
     test of an absolute path and whether it is a directory) leaves out what the backup
-    leaves out: neither walked nor recorded. ``cache`` is a file where the xattrs read
-    are kept for the next recording, which then reads only inodes whose ctime changed
-    (see XattrCache); without it every entry's xattrs are read. Entries that vanish or
+    leaves out: neither walked nor recorded. ``cache`` is a file where what was read is
+    kept for the next recording, which then reads the xattrs only of inodes whose ctime
+    changed and appends to mtimes.txt only what changed (see RecordCache); without it,
+    every entry's xattrs are read and mtimes.txt is written afresh. Entries that vanish or
     cannot be read while walking are counted, not fatal; raise OSError only if
     ``out_dir`` cannot be written."""
     started = time.perf_counter()
-    xattr_cache = XattrCache(cache)
-    scan = _scan(sources, skip, exclude=exclude, cache=xattr_cache)
+    seen = RecordCache(cache)
+    scan = _scan(sources, skip, exclude=exclude, cache=seen)
     groups = [LinkGroup(tuple(names)) for names in scan.inodes.values() if len(names) > 1]
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     written = 0
@@ -593,14 +641,18 @@ def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = (), *,
                        (formats.XATTR_FILE, formats.format_xattrs(scan.xattrs)),
                        (formats.HARDLINK_FILE, formats.format_links(groups)),
                        (formats.SPARSE_FILE, formats.format_sparse(scan.sparse)),
-                       (formats.MTIME_FILE, formats.format_time_groups(scan.time_groups)),
                        (README_FILE, README)):
         written += _write(out_dir / name, data)
+    blocks = formats.time_blocks(scan.time_groups)
+    old = _read(out_dir / formats.MTIME_FILE)
+    data, base = seen.times_file(old, blocks)
+    written += _write(out_dir / formats.MTIME_FILE, data, old)
     if cache is not None:
+        seen.times = _TimesState(_digest(data), base, blocks)
         try:
-            xattr_cache.save()
+            seen.save()
         except OSError:
-            pass  # the cache only saves work: the next recording reads what it cannot vouch for
+            pass  # the cache only saves work: the next recording does what it cannot vouch for
     return RecordStats(scan.entries, len(scan.acls), len(scan.xattrs), len(groups),
                        sum(len(g.names) for g in groups), len(scan.sparse),
                        sum(len(group) for _, group in scan.time_groups), scan.unreadable,

@@ -28,11 +28,13 @@ directory holds five files; every name in them is relative to ``/``
     The mtime in nanoseconds of every entry whose mtime has a non-zero
     sub-second part, and of every symlink, grouped by directory: a line
     ``/<directory>`` (``/`` for the root), then ``<mtime nanoseconds> <name>``
-    for each entry of that directory, ``<name>`` one component (``.`` under
-    ``/`` stands for the root itself). Directories come depth first and names
-    sorted, so a day's changes rewrite few lines, the file is about half the
-    size of one full name per line (format 1, still read), and duplicity's
-    rsync delta of it stays small.
+    for entries of that directory, ``<name>`` one component (``.`` under ``/``
+    stands for the root itself); ``- <name>`` says the entry has no recorded
+    mtime any more. Later lines win: a backup appends what changed since the
+    one before (after a ``# changes`` line) instead of rewriting the file, so
+    the file's rsync delta in duplicity holds only the changes; once the
+    appended part passes a quarter of the rest, the file is written afresh.
+    Format 1 (``<mtime nanoseconds> <name>`` with the whole name) is still read.
 
 Each of cya's own three files starts with a ``# cya ...`` line naming its
 format and version; other lines starting with ``#`` are comments. Names are
@@ -69,8 +71,9 @@ _SPARSE_HEADER = (f"# cya sparse files, format {FORMAT_VERSION}: "
                   "<size> <data extents offset+length,... or -> <name>")
 _MTIME_HEADER_1 = "# cya mtimes, format 1: <mtime nanoseconds> <name>"
 MTIME_FORMAT = 2
-_MTIME_HEADER = (f"# cya mtimes, format {MTIME_FORMAT}: /<directory>, then "
-                 "<mtime nanoseconds> <name> of each entry in it")
+_MTIME_HEADER = (f"# cya mtimes, format {MTIME_FORMAT}: /<dir>, then <mtime ns> <name> "
+                 "or - <name>; later lines win")
+_CHANGES = b"# changes"
 
 
 class FormatError(ValueError):
@@ -452,41 +455,82 @@ def format_sparse(files: Iterable[SparseFile]) -> bytes:
     return b"\n".join(out) + b"\n"
 
 
+TimeGroups = Iterable[tuple[bytes, Sequence[tuple[int, bytes]]]]
+
+
 def format_times(times: Iterable[FileTime]) -> bytes:
-    """``mtimes.txt`` (format 2) for ``times`` in the order given: each run of names in
-    one directory under one ``/<directory>`` line."""
+    """``mtimes.txt`` (format 2) for ``times``, written afresh."""
     groups: list[tuple[bytes, list[tuple[int, bytes]]]] = []
     for time in times:
         if time.name == b".":
             directory, name = b"", b"."
         else:
             directory, _, name = time.name.rpartition(b"/")
-        if not groups or groups[-1][0] != directory:
-            groups.append((directory, []))
-        groups[-1][1].append((time.mtime_ns, name))
-    return format_time_groups(groups)
+        groups.append((directory, [(time.mtime_ns, name)]))
+    return format_time_blocks(time_blocks(groups))
 
 
 _TIME_LINE = b"%d %s".__mod__
 
 
-def format_time_groups(groups: Iterable[tuple[bytes, Sequence[tuple[int, bytes]]]]) -> bytes:
-    """``mtimes.txt`` (format 2) from (directory relative to ``/``, [(mtime_ns, name)])
-    pairs: the directory ``b""`` is ``/``, a name is one component (``b"."`` in ``b""``
-    is the root itself). Groups without names are left out.
+def time_blocks(groups: TimeGroups) -> dict[bytes, bytes]:
+    """{directory: its lines} of ``mtimes.txt`` from (directory relative to ``/``,
+    [(mtime_ns, name)]) pairs in walk order: the directory ``b""`` is ``/``, a name is
+    one component (``b"."`` in ``b""`` is the root itself). A directory given twice
+    gets its names in one block; one without names is left out.
 
-    This runs on every name of every source before each backup, so a group's lines are
+    This runs on every name of every source before each backup, so a block's lines are
     made at C speed and checked at once for a name that needs quoting."""
-    out = [_MTIME_HEADER.encode()]
+    merged: dict[bytes, list[tuple[int, bytes]]] = {}
     for directory, entries in groups:
-        if not entries:
-            continue
-        out.append(b"/" + quote(directory))
+        if entries:
+            merged.setdefault(directory, []).extend(entries)
+    blocks = {}
+    for directory, entries in merged.items():
         lines = b"\n".join(map(_TIME_LINE, entries))
         if b"\\" in lines or b"\r" in lines or lines.count(b"\n") != len(entries) - 1:
             lines = b"\n".join(b"%d %s" % (mtime_ns, quote(name)) for mtime_ns, name in entries)
-        out.append(lines)
+        blocks[directory] = lines
+    return blocks
+
+
+def format_time_blocks(blocks: dict[bytes, bytes]) -> bytes:
+    """``mtimes.txt`` written afresh from ``time_blocks``."""
+    out = [_MTIME_HEADER.encode()]
+    for directory, lines in blocks.items():
+        out += (b"/" + quote(directory), lines)
     return b"\n".join(out) + b"\n"
+
+
+def time_changes(previous: dict[bytes, bytes], current: dict[bytes, bytes]) -> bytes:
+    """What to append to an ``mtimes.txt`` that holds ``previous`` (``time_blocks``) so
+    that it holds ``current``: a ``# changes`` line, then per directory that changed its
+    new and changed lines and a ``- <name>`` line per name gone; ``b""`` when nothing
+    changed."""
+    out = []
+    for directory, lines in current.items():
+        before = previous.get(directory)
+        if before == lines:
+            continue
+        new = lines.split(b"\n")
+        changed = new
+        gone: set[bytes] = set()
+        if before is not None:
+            old = set(before.split(b"\n"))
+            changed = [line for line in new if line not in old]
+            gone = old.difference(new)
+        names = {line.partition(b" ")[2] for line in changed}
+        dropped = sorted({line.partition(b" ")[2] for line in gone} - names)
+        out.append(b"/" + quote(directory))
+        out += changed
+        out += [b"- " + name for name in dropped]
+    for directory, before in previous.items():
+        if directory not in current:
+            out.append(b"/" + quote(directory))
+            out += sorted(b"- " + line.partition(b" ")[2] for line in before.split(b"\n"))
+    if not out:
+        return b""
+    return b"\n".join([_CHANGES, *out]) + b"\n"
 
 
 def _records(data: bytes, header: str, fields: int) -> Iterable[tuple[int, list[bytes]]]:
@@ -540,8 +584,8 @@ def parse_sparse(data: bytes) -> list[SparseFile]:
 
 
 def parse_times(data: bytes) -> list[FileTime]:
-    """The entries of ``mtimes.txt``, format 1 or 2. Raise FormatError for a bad line or
-    a file of another format."""
+    """The entries of ``mtimes.txt`` (format 1 or 2) after every change it holds. Raise
+    FormatError for a bad line or a file of another format."""
     if data.startswith(_MTIME_HEADER_1.split(":")[0].encode() + b":"):
         return [FileTime(_name(quoted), _integer(mtime, number))
                 for number, (mtime, quoted) in _records(data, _MTIME_HEADER_1, 1)]
@@ -549,7 +593,7 @@ def parse_times(data: bytes) -> list[FileTime]:
     if data and not lines[0].startswith(_MTIME_HEADER.split(":")[0].encode() + b":"):
         raise FormatError(f"not a cya mtimes file of format 1 or {MTIME_FORMAT}: "
                           f"{lines[0][:80]!r}")
-    times = []
+    times: dict[bytes, int] = {}
     directory: bytes | None = None
     for number, line in enumerate(lines, 1):
         if not line or line.startswith(b"#"):
@@ -569,8 +613,11 @@ def parse_times(data: bytes) -> list[FileTime]:
             raise FormatError(f"line {number}: {name!r} is not one name in its directory")
         full = (directory + b"/" + name) if directory else name
         check_name(full)
-        times.append(FileTime(full, _integer(mtime, number)))
-    return times
+        if mtime == b"-":
+            times.pop(full, None)
+        else:
+            times[full] = _integer(mtime, number)
+    return [FileTime(name, mtime_ns) for name, mtime_ns in times.items()]
 
 
 def holes(size: int, data: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
