@@ -336,7 +336,9 @@ class RecordCache:
                 or not created <= scanned <= self.started:
             return
         if isinstance(times, tuple) and len(times) == 3 and isinstance(times[0], bytes) \
-                and isinstance(times[1], int) and isinstance(times[2], dict):
+                and isinstance(times[1], int) and isinstance(times[2], dict) \
+                and all(type(key) is bytes and type(value) is bytes
+                        for key, value in times[2].items()):
             self.times = _TimesState(*times)
         if self.started - created > _CACHE_DAYS * 86_400 * 10**9:
             return
