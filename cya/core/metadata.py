@@ -815,9 +815,10 @@ class GlobExclusion:
         by itself or because a directory above it is left out."""
         return self._matches(self._globs, self._decode(path), is_dir)
 
-    def below(self, directory: bytes, name: bytes, is_dir: bool) -> bool:
-        """``self(directory + b"/" + name, is_dir)`` for a ``directory`` known not to be
-        left out, faster: ``**/name`` patterns are a set lookup of the last name.
+    def below(self, prefix: bytes, name: bytes, is_dir: bool) -> bool:
+        """``self(prefix + name, is_dir)`` where ``prefix`` is a directory that is not left
+        out, with a ``/`` at its end; faster: ``**/name`` patterns are a set lookup of
+        the last name.
 
         Below a directory that is not left out, such a pattern can only match the last
         name (``$`` in duplicity's regex also matches before a final newline, hence the
@@ -827,7 +828,7 @@ class GlobExclusion:
             return True
         if not self._others:
             return False
-        return self._matches(self._others, self._decode(directory + b"/" + name), is_dir)
+        return self._matches(self._others, self._decode(prefix + name), is_dir)
 
     @staticmethod
     def _matches(globs: Sequence[_Glob], text: str, is_dir: bool) -> bool:
