@@ -1,12 +1,21 @@
 """Record the metadata duplicity loses before each backup; re-apply it after a restore.
 
 ``record`` walks the sources (never following a symlink, never entering a
-``skip`` path) and rewrites the metadata directory completely; cya includes
-that directory in the same duplicity backup, so a restore of any backup holds
-the metadata exactly as of that backup. The files and their formats are
-described in cya.core.metadata; they are the text ``getfacl``/``getfattr``
+``skip`` path nor one the config's ``exclude`` globs leave out of the backup)
+and brings the metadata directory up to date; cya includes that directory in
+the same duplicity backup, so a restore of any backup holds the metadata
+exactly as of that backup. The files and their formats are described in
+cya.core.metadata; ACLs and xattrs are the text ``getfacl``/``getfattr``
 print, so ``setfacl --restore`` and ``setfattr --restore`` re-apply them
 without cya.
+
+It runs before every backup over every entry of the sources, so it does as
+little as it can without ever recording less: one ``lstat`` per entry,
+relative to its directory; the xattrs (ACLs included) read only for inodes
+whose ctime changed since the last recording read them (``RecordCache``,
+kept in cya's state, never in the backup); mtimes.txt given only the lines
+that changed, appended, so duplicity's daily delta of it is small. Measured
+on 100,000 files in benchmarks/metadata.py.
 
 ``apply`` re-applies what was recorded for a restored path, in an order that
 keeps each step's work: re-link hard-link groups; punch holes back into
@@ -18,9 +27,9 @@ not zero, never replaces a file by a link to one whose content differs, and
 never acts through a symlink. What cannot be applied is counted per kind.
 
 Reading uses the standard library (``os.listxattr``/``os.getxattr``/``lstat``),
-not the acl/attr tools: one walk serves all five files, honours ``skip``
-(getfacl -R cannot exclude a sub-tree), and measured faster on 100,000 files
-(benchmarks/metadata.py).
+not the acl/attr tools: one walk serves all five files, honours ``skip`` and
+``exclude`` (getfacl -R cannot leave out a sub-tree), reads only what changed,
+and measured faster on 100,000 files (benchmarks/metadata.py).
 """
 
 from __future__ import annotations
@@ -249,7 +258,7 @@ def _note_attributes(name: bytes, info: os.stat_result, attributes: Attributes,
 # file system; these are the ones whose ctime nothing else can set or keep back.
 _CTIME_FILE_SYSTEMS = {0xEF53: "ext2/3/4", 0x58465342: "xfs", 0x9123683E: "btrfs",
                        0x01021994: "tmpfs", 0xF2F52010: "f2fs"}
-_CACHE_MAGIC = b"cya metadata cache 1 marshal %d\n" % marshal.version
+_CACHE_MAGIC = b"cya metadata cache 2 marshal %d\n" % marshal.version
 _RACY_NS = 2_000_000_000  # ctimes this close to a reading may change again unseen
 _CACHE_DAYS = 30  # then every xattr is read once more, whatever the ctimes say
 
@@ -265,7 +274,7 @@ def _file_system_type(path: bytes) -> int | None:
 
 
 def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=32).digest()
+    return hashlib.sha256(data).digest()  # SHA-256: the fastest here (CPU instructions)
 
 
 @dataclass(frozen=True)
@@ -312,6 +321,7 @@ class RecordCache:
         self.created = self.started
         # {(device, f_fsid): {directory inode: {inode: ctime, or (ctime, attributes)}}};
         # one small dict per directory: the lookups of one directory stay close in memory
+        # (a directory's inode says nothing about its entries: each is checked itself)
         self._old: dict[tuple[int, int], dict[int | None, dict]] = {}
         self._new: dict[tuple[int, int], dict[int | None, dict]] = {}
         self._devices: dict[int, tuple[dict | None, dict | None]] = {}
@@ -357,7 +367,12 @@ class RecordCache:
         old, new = self._device(dev, path)
         if old is None or new is None:
             return None, None
-        return old.get(ino, {}), new.setdefault(ino, {})
+        # this recording's notes start as the last one's (a copy at C speed), so an
+        # unchanged inode costs one lookup; an inode gone leaves an entry no new inode
+        # can match (its ctime would differ), dropped when the cache is
+        known = old.get(ino, {})
+        notes = new[ino] = dict(known)
+        return known, notes
 
     def _device(self, dev: int, directory: bytes) -> tuple[dict | None, dict | None]:
         found = self._devices.get(dev)
@@ -390,6 +405,10 @@ class RecordCache:
         or a damaged one, which is dropped). Raise OSError if it cannot be written."""
         if self.path is None:
             return
+        # what the last recording read is no longer needed; dropped first, the objects it
+        # shares with this one's notes are single references again, which marshal writes
+        # without keeping a table of them
+        self._old, self._devices = {}, {}
         times = None if self.times is None else \
             (self.times.digest, self.times.base, self.times.blocks)
         payload = marshal.dumps((self.created, self.started, self._new, times))
@@ -417,8 +436,11 @@ def _attributes_of(path: bytes, name: bytes, info: os.stat_result, old: dict | N
         if attributes is None:
             scan.unreadable += 1
             return
-    if new is not None and ctime < racy:
-        new[ino] = (ctime, attributes) if attributes else ctime
+    if new is not None:
+        if ctime < racy:
+            new[ino] = (ctime, attributes) if attributes else ctime
+        else:
+            new.pop(ino, None)
     if attributes:
         _note_attributes(name, info, attributes, scan)
 
@@ -557,14 +579,11 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
                         left_out += 1
                         continue
                     if known is not None:
-                        ino, ctime = info.st_ino, info.st_ctime_ns
-                        if known(ino) == ctime and info.st_dev == device:
-                            new[ino] = ctime  # unchanged since read, and without xattrs
-                        elif info.st_dev == device:
-                            _attributes_of(prefix + name, inside + name, info, old, new, racy,
-                                           scan)
-                        else:  # a mount point: read, every time
-                            _attributes_of(prefix + name, inside + name, info, None, None,
+                        # unchanged since read, and without xattrs: nothing to do
+                        if known(info.st_ino) != info.st_ctime_ns or info.st_dev != device:
+                            same = info.st_dev == device  # else a mount point: read always
+                            _attributes_of(prefix + name, inside + name, info,
+                                           old if same else None, new if same else None,
                                            racy, scan)
                     elif read_xattrs:
                         _attributes_of(prefix + name, inside + name, info, None, None, racy,
