@@ -248,6 +248,7 @@ def run(work: Path, files: int, pairs: int, seed: int, exclude: tuple[str, ...])
             "record_wall": round(recording.wall, 2), "ratio_wall": round(with_wall / plain.wall, 3),
             "without_cpu": round(plain.cpu, 2), "with_cpu": round(with_cpu, 2),
             "record_cpu": round(recording.cpu, 2), "ratio_cpu": round(with_cpu / plain.cpu, 3),
+            "duplicity_extra_cpu": round(backup.cpu - plain.cpu, 2),
             "stored_without": STATISTICS["without"]["TotalDestinationSizeChange"],
             "stored_with": STATISTICS["with"]["TotalDestinationSizeChange"]})
     result["daily_incremental"] = {
@@ -255,9 +256,15 @@ def run(work: Path, files: int, pairs: int, seed: int, exclude: tuple[str, ...])
         **{f"{key}_median": round(median([row[key] for row in rows]), 3)
            for key in ("without_wall", "with_wall", "record_wall", "ratio_wall",
                        "without_cpu", "with_cpu", "record_cpu", "ratio_cpu")},
+        "duplicity_extra_cpu_median": round(median([row["duplicity_extra_cpu"]
+                                                    for row in rows]), 3),
         "stored_extra_median_bytes": median([row["stored_with"] - row["stored_without"]
                                              for row in rows]),
     }
+    daily = result["daily_incremental"]
+    for kind in ("wall", "cpu"):  # less swayed than a median of ratios by one slow run
+        daily[f"ratio_of_medians_{kind}"] = round(
+            daily[f"with_{kind}_median"] / daily[f"without_{kind}_median"], 3)
     result["last_incremental_statistics"] = dict(STATISTICS)
     result["benchmark_s"] = round(time.perf_counter() - started, 1)
     return result
@@ -266,7 +273,7 @@ def run(work: Path, files: int, pairs: int, seed: int, exclude: tuple[str, ...])
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.metadata")
     parser.add_argument("--files", type=int, default=100_000)
-    parser.add_argument("--pairs", type=int, default=6, help="interleaved daily pairs")
+    parser.add_argument("--pairs", type=int, default=12, help="interleaved daily pairs")
     parser.add_argument("--seed", type=int, default=2012)
     parser.add_argument("--exclude", action="append", default=[],
                         help="an exclude glob, given to duplicity and record() alike")
