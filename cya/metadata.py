@@ -637,7 +637,7 @@ def exclusion(patterns: Sequence[str]) -> GlobExclusion:
     """The test ``record(exclude=...)`` takes for the config's ``exclude`` globs: what
     duplicity leaves out when cya passes them as ``--exclude`` (file names decoded as
     duplicity decodes them)."""
-    return GlobExclusion(patterns, os.fsdecode)
+    return GlobExclusion(patterns, os.fsdecode, os.fsencode)
 
 
 def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = (), *,

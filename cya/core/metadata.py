@@ -774,11 +774,19 @@ class GlobExclusion:
     are the ones here.
 
     A pattern duplicity refuses (one not below ``/``, ``//`` inside) fails the backup
-    in duplicity; here it leaves out only what its regex matches.
+    in duplicity; here it leaves out only what its regex matches. What else makes
+    duplicity leave a path out is not followed (``duplicity_options`` such as
+    ``--exclude-if-present`` or ``--exclude-other-filesystems``; sockets): the
+    metadata of such paths is recorded and, as they are not restored, never applied.
+
+    ``decode``/``encode`` turn file names into text and back as duplicity does
+    (``os.fsdecode``/``os.fsencode``; UTF-8 with surrogate escapes by default).
     """
 
     def __init__(self, patterns: Sequence[str],
                  decode: Callable[[bytes], str] = lambda path: path.decode(
+                     "utf-8", "surrogateescape"),
+                 encode: Callable[[str], bytes] = lambda text: text.encode(
                      "utf-8", "surrogateescape")):
         self.patterns = tuple(patterns)
         self._decode = decode
@@ -800,7 +808,7 @@ class GlobExclusion:
             name = text[3:]
             if (flags == re.S and not slash and text.startswith("**/") and name
                     and "/" not in name and not _GLOB_CHARACTERS.search(name)):
-                names.add(name.encode("utf-8", "surrogateescape"))
+                names.add(encode(name))
             else:
                 others.append(glob)
         self._globs = tuple(globs)
