@@ -1,14 +1,21 @@
 """Metadata recording: its cost on a daily backup of a 100,000-file source.
 
-    python -m benchmarks.metadata [--files N] [--pairs N] [--seed S] [--work DIR]
+    python -m benchmarks.metadata [--files N] [--pairs N] [--seed S] [--work DIR] [--out F]
 
-1. ``record()`` as cya does it (one walk: ``lstat`` + ``os.listxattr``/``getxattr``)
-   against the acl/attr tools (``getfacl -R`` and ``getfattr -R`` processes, plus
-   the walk for links, holes and times that the tools do not give), median of 3.
+1. ``record()`` alone, median of 3, wall and CPU: cold (no cache: every xattr
+   read, mtimes.txt written afresh), warm (the cache of the recording before:
+   what ``cya backup`` does every day), and the acl/attr tools (``getfacl -R``
+   and ``getfattr -R`` processes, plus the walk for links, holes and times that
+   the tools do not give).
 2. A plain ``duplicity incremental`` of the source (from ``/`` with an
-   ``--include``, as cya runs it) without the metadata, against ``record()`` plus
-   the same incremental with the metadata directory included; interleaved pairs
-   (A B / B A) after a daily churn of 1% changed, 0.2% added, 0.1% deleted.
+   ``--include``, as cya runs it) without the metadata, against ``record()``
+   (with its cache, as ``cya backup``) plus the same incremental with the
+   metadata directory included; interleaved pairs (A B / B A) after a daily
+   churn of 1% changed, 0.2% added, 0.1% deleted. Wall time and CPU time
+   (user + system of this process for ``record()`` and of duplicity and its
+   children), since on a shared machine wall times are noisy.
+3. The ``exclude`` globs: ``record()`` of a small source of which half lies
+   under ``.cache`` directories, with and without ``**/.cache`` excluded.
 
 The source: fixed seed, sizes drawn around 2 KiB, a few hundred files with user
 xattrs and ACLs, a hundred hard-link pairs, five sparse files.
@@ -21,10 +28,13 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from benchmarks.common import DUPLICITY, Source, base_env, median
@@ -84,91 +94,177 @@ def record_with_tools(source: Path, out: Path) -> None:
         metadata._write(out / name, data)
 
 
-def seconds_of(job) -> float:
-    started = time.perf_counter()
-    job()
-    return time.perf_counter() - started
+class Clock:
+    """Wall and CPU seconds of what runs between start() and stop(): user + system time
+    of this process and of the children it waited for (duplicity)."""
+
+    @staticmethod
+    def _cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def run(self, job: Callable[[], object]) -> object:
+        wall, cpu = time.perf_counter(), self._cpu()
+        try:
+            return job()
+        finally:
+            self.wall += time.perf_counter() - wall
+            self.cpu += self._cpu() - cpu
 
 
-def duplicity_run(work: Path, name: str, includes: list[Path], when: int) -> float:
+def timed(job: Callable[[], object]) -> tuple[float, float]:
+    clock = Clock()
+    clock.run(job)
+    return clock.wall, clock.cpu
+
+
+def duplicity_run(work: Path, name: str, includes: list[Path], when: int,
+                  exclude: tuple[str, ...] = ()) -> None:
     target = work / name
     action = "incremental" if target.exists() and any(target.iterdir()) else "full"
     target.mkdir(exist_ok=True)
     selection = []
-    for path in includes:
+    for path in includes[1:]:  # cya's metadata directory first, as cya orders them
         selection += ["--include", glob_escape(str(path))]
+    for pattern in exclude:
+        selection += ["--exclude", pattern]
+    selection += ["--include", glob_escape(str(includes[0]))]
     argv = [DUPLICITY, action, "--no-encryption", "--current-time", str(when),
             "--archive-dir", str(work / "dupcache"), "--name", name, *selection,
             "--exclude", "**", "/", f"file://{target}"]
-    started = time.perf_counter()
     done = subprocess.run(argv, env=base_env(work), capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"duplicity exited {done.returncode}: {done.stderr[-2000:]}")
     # duplicity's own statistics: how many files it looked at and how much it stored
     for key in ("SourceFiles", "ChangedFiles", "DeltaEntries", "TotalDestinationSizeChange"):
         found = re.search(rf"^{key} (\d+)", done.stdout, re.MULTILINE)
         STATISTICS.setdefault(name, {})[key] = int(found.group(1)) if found else None
-    return elapsed
 
 
-def run(work: Path, files: int, pairs: int, seed: int) -> dict:
-    started = time.perf_counter()
-    source = Source(work / "source", seed, files, mean_size=2048)
-    extras = special(source.root, seed)
-    result: dict = {"data": source.describe().replace("~2 KiB", "~2 KiB (exponential)"),
-                    "special": extras, "generate_s": round(time.perf_counter() - started, 1)}
-    meta = work / "meta"
-    stats = metadata.record([source.root], meta)
-    result["recorded"] = stats.summary()
-    result["metadata_bytes"] = {name: (meta / name).stat().st_size
-                                for name in formats.ALL_FILES}
-    stdlib = [seconds_of(lambda: metadata.record([source.root], meta)) for _ in range(3)]
-    tools = [seconds_of(lambda: record_with_tools(source.root, work / "meta-tools"))
-             for _ in range(3)]
+def _median_pair(runs: list[tuple[float, float]]) -> dict:
+    return {"wall_median": round(median([w for w, _ in runs]), 3),
+            "cpu_median": round(median([c for _, c in runs]), 3),
+            "runs_wall": [round(w, 3) for w, _ in runs],
+            "runs_cpu": [round(c, 3) for _, c in runs]}
+
+
+def record_alone(source: Path, work: Path) -> dict:
+    """record() cold, warm and with the tools, median of 3, wall and CPU."""
+    meta, cache = work / "meta-alone", work / "cache-alone"
+    cold = []
+    for _ in range(3):
+        shutil.rmtree(meta, ignore_errors=True)
+        cold.append(timed(lambda: metadata.record([source], meta)))
+    metadata.record([source], meta, cache=cache)
+    # the cache keeps no inode changed within 2 s of its reading: wait that out, as
+    # between two daily backups
+    time.sleep(2.5)
+    metadata.record([source], meta, cache=cache)
+    warm = [timed(lambda: metadata.record([source], meta, cache=cache)) for _ in range(3)]
+    tools = [timed(lambda: record_with_tools(source, work / "meta-tools")) for _ in range(3)]
+    identical = {}
     for name in (formats.ACL_FILE, formats.XATTR_FILE):
         # the tools list in readdir order, record() in name order: compare per-file blocks
         ours, theirs = ((where / name).read_bytes().split(b"\n\n")
                         for where in (meta, work / "meta-tools"))
-        result.setdefault("tools_blocks_identical", {})[name] = sorted(ours) == sorted(theirs)
-    result["record_s"] = {"stdlib_median": round(median(stdlib), 3),
-                          "tools_median": round(median(tools), 3),
-                          "stdlib_runs": [round(t, 3) for t in stdlib],
-                          "tools_runs": [round(t, 3) for t in tools]}
-    shutil.rmtree(work / "meta-tools")
-    full_without = duplicity_run(work, "without", [source.root], START)
-    full_record = seconds_of(lambda: metadata.record([source.root], meta))
-    full_with = duplicity_run(work, "with", [source.root, meta], START)
-    result["full_s"] = {"without": round(full_without, 1),
-                        "with": round(full_record + full_with, 1)}
+        identical[name] = sorted(ours) == sorted(theirs)
+    stats = metadata.record([source], meta, cache=cache)
+    result = {"cold_no_cache": _median_pair(cold), "warm_cache": _median_pair(warm),
+              "tools": _median_pair(tools), "tools_blocks_identical": identical,
+              "warm_summary": stats.summary(),
+              "metadata_bytes": {name: (meta / name).stat().st_size
+                                 for name in formats.ALL_FILES},
+              "cache_bytes": cache.stat().st_size}
+    for path in (meta, cache, work / "meta-tools"):
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+    return result
+
+
+def excluded_trees(work: Path, seed: int) -> dict:
+    """record() of a source with half its files under .cache, with and without the
+    exclude glob, median of 3 (CPU and wall)."""
+    source = work / "exclude-source"
+    rng = random.Random(seed)
+    for number in range(20_000):
+        top = source / f"p{number % 20:02d}"
+        path = (top / ".cache" if number % 2 else top) / f"f{number:05d}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(64))
+    exclusion = metadata.exclusion(["**/.cache"])
+    meta = work / "meta-exclude"
+    runs = {"without_exclude": [timed(lambda: metadata.record([source], meta))
+                                for _ in range(3)],
+            "with_exclude": [timed(lambda: metadata.record([source], meta, exclude=exclusion))
+                             for _ in range(3)]}
+    stats = metadata.record([source], meta, exclude=exclusion)
+    shutil.rmtree(source)
+    shutil.rmtree(meta)
+    return {"source": "20,000 files in 20 directories, half of them under a .cache in each",
+            **{key: _median_pair(value) for key, value in runs.items()},
+            "with_exclude_summary": stats.summary()}
+
+
+def run(work: Path, files: int, pairs: int, seed: int, exclude: tuple[str, ...]) -> dict:
+    started = time.perf_counter()
+    source = Source(work / "source", seed, files, mean_size=2048)
+    extras = special(source.root, seed)
+    result: dict = {"data": source.describe().replace("~2 KiB", "~2 KiB (exponential)"),
+                    "special": extras, "exclude": list(exclude),
+                    "generate_s": round(time.perf_counter() - started, 1)}
+    result["record_alone_s"] = record_alone(source.root, work)
+    result["exclude_s"] = excluded_trees(work, seed)
+    meta, cache = work / "meta", work / "metadata-cache"
+    exclusion = metadata.exclusion(exclude) if exclude else None
+
+    def record() -> None:
+        metadata.record([source.root], meta, cache=cache, exclude=exclusion)
+
+    full_without = timed(lambda: duplicity_run(work, "without", [source.root], START, exclude))
+    full_with = timed(lambda: (record(), duplicity_run(work, "with", [source.root, meta], START,
+                                                       exclude)))
+    result["full_s"] = {"without": [round(x, 1) for x in full_without],
+                        "with": [round(x, 1) for x in full_with], "columns": ["wall", "cpu"]}
     rows = []
     for day in range(1, pairs + 1):
         source.churn()
         when = START + day * 86_400
-
-        def without(when=when) -> float:
-            return duplicity_run(work, "without", [source.root], when)
-
-        def with_metadata(when=when) -> tuple[float, float]:
-            recording = seconds_of(lambda: metadata.record([source.root], meta))
-            return recording, duplicity_run(work, "with", [source.root, meta], when)
-
-        if day % 2:
-            plain = without()
-            recording, backup = with_metadata()
-        else:
-            recording, backup = with_metadata()
-            plain = without()
-        rows.append({"without_s": round(plain, 2), "record_s": round(recording, 2),
-                     "with_s": round(recording + backup, 2),
-                     "ratio": round((recording + backup) / plain, 3)})
+        plain, recording, backup = Clock(), Clock(), Clock()
+        order = ["without", "with"] if day % 2 else ["with", "without"]
+        for side in order:
+            if side == "without":
+                plain.run(partial(duplicity_run, work, "without", [source.root], when, exclude))
+            else:
+                recording.run(record)
+                backup.run(partial(duplicity_run, work, "with", [source.root, meta], when,
+                                   exclude))
+        with_wall, with_cpu = recording.wall + backup.wall, recording.cpu + backup.cpu
+        rows.append({
+            "order": " ".join(order),
+            "without_wall": round(plain.wall, 2), "with_wall": round(with_wall, 2),
+            "record_wall": round(recording.wall, 2), "ratio_wall": round(with_wall / plain.wall, 3),
+            "without_cpu": round(plain.cpu, 2), "with_cpu": round(with_cpu, 2),
+            "record_cpu": round(recording.cpu, 2), "ratio_cpu": round(with_cpu / plain.cpu, 3),
+            "duplicity_extra_cpu": round(backup.cpu - plain.cpu, 2),
+            "stored_without": STATISTICS["without"]["TotalDestinationSizeChange"],
+            "stored_with": STATISTICS["with"]["TotalDestinationSizeChange"]})
     result["daily_incremental"] = {
         "pairs": rows,
-        "without_median_s": round(median([r["without_s"] for r in rows]), 2),
-        "with_median_s": round(median([r["with_s"] for r in rows]), 2),
-        "record_median_s": round(median([r["record_s"] for r in rows]), 2),
-        "ratio_median": round(median([r["ratio"] for r in rows]), 3),
+        **{f"{key}_median": round(median([row[key] for row in rows]), 3)
+           for key in ("without_wall", "with_wall", "record_wall", "ratio_wall",
+                       "without_cpu", "with_cpu", "record_cpu", "ratio_cpu")},
+        "duplicity_extra_cpu_median": round(median([row["duplicity_extra_cpu"]
+                                                    for row in rows]), 3),
+        "stored_extra_median_bytes": median([row["stored_with"] - row["stored_without"]
+                                             for row in rows]),
     }
+    daily = result["daily_incremental"]
+    for kind in ("wall", "cpu"):  # less swayed than a median of ratios by one slow run
+        daily[f"ratio_of_medians_{kind}"] = round(
+            daily[f"with_{kind}_median"] / daily[f"without_{kind}_median"], 3)
     result["last_incremental_statistics"] = dict(STATISTICS)
     result["benchmark_s"] = round(time.perf_counter() - started, 1)
     return result
@@ -177,15 +273,18 @@ def run(work: Path, files: int, pairs: int, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.metadata")
     parser.add_argument("--files", type=int, default=100_000)
-    parser.add_argument("--pairs", type=int, default=6, help="interleaved daily pairs")
+    parser.add_argument("--pairs", type=int, default=12, help="interleaved daily pairs")
     parser.add_argument("--seed", type=int, default=2012)
+    parser.add_argument("--exclude", action="append", default=[],
+                        help="an exclude glob, given to duplicity and record() alike")
     parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument("--out", type=Path, help="JSON output file")
     args = parser.parse_args()
     from benchmarks.__main__ import machine, print_section
 
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
-        result = {"machine": machine(), **run(Path(scratch), args.files, args.pairs, args.seed)}
+        result = {"machine": machine(), **run(Path(scratch), args.files, args.pairs, args.seed,
+                                              tuple(args.exclude))}
     print_section("metadata", result)
     out = args.out or Path(__file__).parent / "results" / time.strftime(
         "metadata-%Y%m%d-%H%M%S.json")

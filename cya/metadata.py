@@ -1,12 +1,21 @@
 """Record the metadata duplicity loses before each backup; re-apply it after a restore.
 
 ``record`` walks the sources (never following a symlink, never entering a
-``skip`` path) and rewrites the metadata directory completely; cya includes
-that directory in the same duplicity backup, so a restore of any backup holds
-the metadata exactly as of that backup. The files and their formats are
-described in cya.core.metadata; they are the text ``getfacl``/``getfattr``
+``skip`` path nor one the config's ``exclude`` globs leave out of the backup)
+and brings the metadata directory up to date; cya includes that directory in
+the same duplicity backup, so a restore of any backup holds the metadata
+exactly as of that backup. The files and their formats are described in
+cya.core.metadata; ACLs and xattrs are the text ``getfacl``/``getfattr``
 print, so ``setfacl --restore`` and ``setfattr --restore`` re-apply them
 without cya.
+
+It runs before every backup over every entry of the sources, so it does as
+little as it can without ever recording less: one ``lstat`` per entry,
+relative to its directory; the xattrs (ACLs included) read only for inodes
+whose ctime changed since the last recording read them (``RecordCache``,
+kept in cya's state, never in the backup); mtimes.txt given only the lines
+that changed, appended, so duplicity's daily delta of it is small. Measured
+on 100,000 files in benchmarks/metadata.py.
 
 ``apply`` re-applies what was recorded for a restored path, in an order that
 keeps each step's work: re-link hard-link groups; punch holes back into
@@ -18,9 +27,9 @@ not zero, never replaces a file by a link to one whose content differs, and
 never acts through a symlink. What cannot be applied is counted per kind.
 
 Reading uses the standard library (``os.listxattr``/``os.getxattr``/``lstat``),
-not the acl/attr tools: one walk serves all five files, honours ``skip``
-(getfacl -R cannot exclude a sub-tree), and measured faster on 100,000 files
-(benchmarks/metadata.py).
+not the acl/attr tools: one walk serves all five files, honours ``skip`` and
+``exclude`` (getfacl -R cannot leave out a sub-tree), reads only what changed,
+and measured faster on 100,000 files (benchmarks/metadata.py).
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ import ctypes
 import ctypes.util
 import errno
 import grp
+import hashlib
+import marshal
 import os
 import pwd
 import re
@@ -36,10 +47,9 @@ import secrets
 import stat
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from operator import attrgetter
 from pathlib import Path
 
 from cya.core import metadata as formats
@@ -50,6 +60,7 @@ from cya.core.metadata import (
     FileTime,
     FileXattrs,
     FormatError,
+    GlobExclusion,
     LinkGroup,
     SparseFile,
 )
@@ -84,11 +95,20 @@ _SAFE_OWNER = re.compile(r"[^\s:,#\\]+")
 
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _libc = None
+try:
     _fallocate = getattr(_libc, "fallocate64", None) or _libc.fallocate
     _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     _fallocate.restype = ctypes.c_int
-except (OSError, AttributeError):  # pragma: no cover - not Linux
+except AttributeError:  # pragma: no cover - not Linux
     _fallocate = None
+try:
+    _statfs = _libc.statfs
+    _statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    _statfs.restype = ctypes.c_int
+except AttributeError:  # pragma: no cover - not Linux
+    _statfs = None
 
 
 # ---------------------------------------------------------------------------
@@ -107,11 +127,18 @@ class RecordStats:
     unreadable: int  # entries that could not be read (vanished, no permission)
     bytes_written: int  # size of the files written; unchanged files are not rewritten
     seconds: float
+    xattr_reads: int = 0  # entries whose xattrs were read; the others' came from the cache
+    excluded: int = 0  # entries left out by ``exclude`` (with everything below them)
 
     def summary(self) -> str:
         text = (f"metadata of {self.entries} entries: {self.acls} with ACLs, {self.xattrs} with "
                 f"xattrs, {self.link_groups} hard-link groups ({self.link_names} names), "
                 f"{self.sparse} sparse, {self.times} exact times; {self.seconds:.2f} s")
+        if self.xattr_reads < self.entries:
+            text += (f"; xattrs read for {self.xattr_reads}, the others unchanged since the "
+                     "last backup")
+        if self.excluded:
+            text += f"; {self.excluded} excluded"
         if self.unreadable:
             text += f"; {self.unreadable} unreadable"
         return text
@@ -123,9 +150,17 @@ class _Scan:
     xattrs: list[FileXattrs] = field(default_factory=list)
     inodes: dict[tuple[int, int], list[bytes]] = field(default_factory=dict)
     sparse: list[SparseFile] = field(default_factory=list)
-    times: list[FileTime] = field(default_factory=list)
+    # (directory relative to /, [(mtime_ns, name)]): mtimes.txt's groups, in walk order
+    time_groups: list[tuple[bytes, list[tuple[int, bytes]]]] = field(default_factory=list)
     entries: int = 0
     unreadable: int = 0
+    xattr_reads: int = 0
+    excluded: int = 0
+
+    @property
+    def times(self) -> list[FileTime]:
+        return [FileTime(directory + b"/" + name if directory else name, mtime_ns)
+                for directory, group in self.time_groups for mtime_ns, name in group]
 
 
 @lru_cache(maxsize=4096)
@@ -168,17 +203,32 @@ def _group_id(name: str) -> int:
         raise LookupError(f"no group {name!r} on this system") from None
 
 
-def _read_xattrs(path: bytes, name: bytes, info: os.stat_result, attributes: list[str],
-                 scan: _Scan) -> None:
-    """Record the ``attributes`` listed for ``path``: its ACLs apart, the other xattrs."""
-    access = default = None
+Attributes = tuple[tuple[bytes, bytes], ...]  # (xattr name, value), sorted by name
+
+
+def _read_attributes(path: bytes) -> Attributes | None:
+    """Every xattr of ``path`` (not following a symlink), ACLs included; () when the
+    file system has none; None when they cannot be listed (vanished, no permission)."""
+    try:
+        listed = os.listxattr(path, follow_symlinks=False)
+    except OSError as error:
+        return () if error.errno in _UNSUPPORTED else None
     values = []
-    for attribute in attributes:
-        key = os.fsencode(attribute)
+    for attribute in listed:
         try:
             value = os.getxattr(path, attribute, follow_symlinks=False)
         except OSError:  # removed meanwhile, or unreadable: leave it out
             continue
+        values.append((os.fsencode(attribute), value))
+    return tuple(sorted(values))
+
+
+def _note_attributes(name: bytes, info: os.stat_result, attributes: Attributes,
+                     scan: _Scan) -> None:
+    """Record the xattrs of the entry ``name``: its ACLs apart, the other xattrs."""
+    access = default = None
+    values = []
+    for key, value in attributes:
         if key == ACL_ACCESS:
             access = value
         elif key == ACL_DEFAULT:
@@ -186,7 +236,7 @@ def _read_xattrs(path: bytes, name: bytes, info: os.stat_result, attributes: lis
         else:
             values.append((key, value))
     if values:
-        scan.xattrs.append(FileXattrs(name, tuple(sorted(values))))
+        scan.xattrs.append(FileXattrs(name, tuple(values)))
     if access is not None or default is not None:
         try:
             acl = formats.file_acl(
@@ -198,6 +248,201 @@ def _read_xattrs(path: bytes, name: bytes, info: os.stat_result, attributes: lis
             return
         if acl is not None:
             scan.acls.append(acl)
+
+
+# ---------------------------------------------------------------------------
+# The cache of what the last recording saw: which inodes need their xattrs read
+# again, and what mtimes.txt holds
+
+# Linux changes an inode's ctime whenever its xattrs (ACLs included) change, on every
+# file system; these are the ones whose ctime nothing else can set or keep back.
+_CTIME_FILE_SYSTEMS = {0xEF53: "ext2/3/4", 0x58465342: "xfs", 0x9123683E: "btrfs",
+                       0x01021994: "tmpfs", 0xF2F52010: "f2fs"}
+_CACHE_MAGIC = b"cya metadata cache 2 marshal %d\n" % marshal.version
+_RACY_NS = 2_000_000_000  # ctimes this close to a reading may change again unseen
+_CACHE_DAYS = 30  # then every xattr is read once more, whatever the ctimes say
+
+
+def _file_system_type(path: bytes) -> int | None:
+    """statfs(2)'s f_type of ``path`` (its first field), or None when it cannot say."""
+    if _statfs is None:
+        return None
+    buffer = ctypes.create_string_buffer(512)
+    if _statfs(path, buffer) != 0:
+        return None
+    return ctypes.c_long.from_buffer(buffer).value & 0xFFFFFFFF
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()  # SHA-256: the fastest here (CPU instructions)
+
+
+@dataclass(frozen=True)
+class _TimesState:
+    """What ``mtimes.txt`` held after the last recording: its digest, the size of the
+    part written afresh (the rest is appended changes) and its ``time_blocks``."""
+
+    digest: bytes
+    base: int
+    blocks: dict[bytes, bytes]
+
+
+class RecordCache:
+    """What the last recording saw, so that the next one does less: the xattrs (ACLs
+    included) it read of each inode, and the content of ``mtimes.txt``.
+
+    xattrs: an inode whose device, inode number and ctime (to the nanosecond) are
+    the same as when it was read still has the same xattrs, because setting or
+    removing an xattr or an ACL changes the ctime and nothing can set a ctime back.
+    The cache only decides what is read again and errs towards reading:
+
+    * only on file systems known to keep ctime so (``_CTIME_FILE_SYSTEMS``, told by
+      statfs per device, identified by device number and f_fsid); on any other
+      (sshfs, NFS, FUSE...) every entry is read every time;
+    * an inode whose ctime lies within 2 s of the reading is not kept (a change in
+      the same clock tick as the reading would leave the ctime as it was);
+    * a deleted file's inode number given to a new file comes with the new file's
+      ctime, later than any kept one, so it is read;
+    * a cache that is damaged, of another format or written in the future (the clock
+      went back) is dropped, and its xattrs after 30 days: everything is read.
+
+    mtimes.txt: a recording appends only what changed to it when the file still has
+    the digest the cache noted (so the file, whatever happened to it, holds what the
+    cache says), else writes it afresh.
+
+    ``path`` is cya's state (``TREE/.cya/metadata-cache``), never inside what the
+    backup holds; deleting it only makes the next recording read and write everything.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.started = time.time_ns()  # the file system's clock, not the backup's time
+        self.racy = self.started - _RACY_NS
+        self.created = self.started
+        # {(device, f_fsid): {directory inode: {inode: ctime, or (ctime, attributes)}}};
+        # one small dict per directory: the lookups of one directory stay close in memory
+        # (a directory's inode says nothing about its entries: each is checked itself)
+        self._old: dict[tuple[int, int], dict[int | None, dict]] = {}
+        self._new: dict[tuple[int, int], dict[int | None, dict]] = {}
+        self._devices: dict[int, tuple[dict | None, dict | None]] = {}
+        self.times: _TimesState | None = None  # read, then replaced by what is written
+        if path is not None:
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return
+        head = len(_CACHE_MAGIC)
+        digest, payload = data[head:head + 32], data[head + 32:]
+        if not data.startswith(_CACHE_MAGIC) or _digest(payload) != digest:
+            return
+        try:
+            created, scanned, devices, times = marshal.loads(payload)
+        except (ValueError, EOFError, TypeError):
+            return
+        if not isinstance(created, int) or not isinstance(scanned, int) \
+                or not created <= scanned <= self.started:
+            return
+        if isinstance(times, tuple) and len(times) == 3 and isinstance(times[0], bytes) \
+                and isinstance(times[1], int) and isinstance(times[2], dict) \
+                and all(type(key) is bytes and type(value) is bytes
+                        for key, value in times[2].items()):
+            self.times = _TimesState(*times)
+        if self.started - created > _CACHE_DAYS * 86_400 * 10**9:
+            return
+        if isinstance(devices, dict) and all(
+                isinstance(directories, dict)
+                and all(isinstance(inodes, dict) for inodes in directories.values())
+                for directories in devices.values()):
+            self.created, self._old = created, devices
+
+    def directory(self, dev: int, ino: int | None, path: bytes
+                  ) -> tuple[dict | None, dict | None]:
+        """For the entries of the directory ``path`` (device ``dev``, inode ``ino``; None for
+        the sources themselves) that lie on its device: what the last recording read of
+        them {inode: ctime, or (ctime, attributes)}, and where this one notes what it
+        reads; (None, None) where ctime cannot be trusted."""
+        old, new = self._device(dev, path)
+        if old is None or new is None:
+            return None, None
+        # this recording's notes start as the last one's (a copy at C speed), so an
+        # unchanged inode costs one lookup; an inode gone leaves an entry no new inode
+        # can match (its ctime would differ), dropped when the cache is
+        known = old.get(ino, {})
+        notes = new[ino] = dict(known)
+        return known, notes
+
+    def _device(self, dev: int, directory: bytes) -> tuple[dict | None, dict | None]:
+        found = self._devices.get(dev)
+        if found is None:
+            found = (None, None)
+            if self.path is not None and _file_system_type(directory) in _CTIME_FILE_SYSTEMS:
+                try:
+                    key = (dev, os.statvfs(directory).f_fsid)
+                except OSError:
+                    key = None
+                if key is not None:
+                    found = (self._old.get(key, {}), self._new.setdefault(key, {}))
+            self._devices[dev] = found
+        return found
+
+    def times_file(self, old: bytes | None, blocks: dict[bytes, bytes]) -> tuple[bytes, int]:
+        """The new content of ``mtimes.txt`` for ``blocks`` (``time_blocks``), given what it
+        holds now (None: nothing), and the size of the part written afresh: ``old`` with
+        the changes appended when it is what the cache noted and the appended part stays
+        under a quarter of the rest, else the file afresh."""
+        if old is not None and self.times is not None and _digest(old) == self.times.digest:
+            changes = formats.time_changes(self.times.blocks, blocks)
+            if len(old) + len(changes) - self.times.base <= self.times.base // 4:
+                return old + changes, self.times.base
+        data = formats.format_time_blocks(blocks)
+        return data, len(data)
+
+    def save(self) -> None:
+        """Replace the cache file by what this recording saw (a crash leaves the old one
+        or a damaged one, which is dropped). Raise OSError if it cannot be written."""
+        if self.path is None:
+            return
+        # what the last recording read is no longer needed; dropped first, the objects it
+        # shares with this one's notes are single references again, which marshal writes
+        # without keeping a table of them
+        self._old, self._devices = {}, {}
+        times = None if self.times is None else \
+            (self.times.digest, self.times.base, self.times.blocks)
+        payload = marshal.dumps((self.created, self.started, self._new, times))
+        data = _CACHE_MAGIC + _digest(payload) + payload
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        with open(temporary, "wb", opener=lambda p, flags: os.open(p, flags, 0o600)) as handle:
+            handle.write(data)
+        os.replace(temporary, self.path)
+
+
+def _attributes_of(path: bytes, name: bytes, info: os.stat_result, old: dict | None,
+                   new: dict | None, racy: int, scan: _Scan) -> None:
+    """Record the xattrs of one entry: from the cache when its inode's ctime is the one
+    read last time, else read; note them for the next time."""
+    ino, ctime = info.st_ino, info.st_ctime_ns
+    known = old.get(ino) if old is not None else None
+    if known == ctime:
+        attributes: Attributes | None = ()
+    elif type(known) is tuple and known[0] == ctime:
+        attributes = known[1]
+    else:
+        scan.xattr_reads += 1
+        attributes = _read_attributes(path)
+        if attributes is None:
+            scan.unreadable += 1
+            return
+    if new is not None:
+        if ctime < racy:
+            new[ino] = (ctime, attributes) if attributes else ctime
+        else:
+            new.pop(ino, None)
+    if attributes:
+        _note_attributes(name, info, attributes, scan)
 
 
 def _data_extents(path: bytes, size: int) -> tuple[tuple[int, int], ...] | None:
@@ -237,65 +482,130 @@ def _roots(sources: Sequence[Path], skip: set[bytes]) -> list[bytes]:
     return roots
 
 
-def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = True) -> _Scan:
+Exclude = Callable[[bytes, bool], bool]  # (absolute path, is a directory) -> left out
+
+
+def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = True,
+          exclude: Exclude | None = None, cache: RecordCache | None = None) -> _Scan:
     """Walk the sources depth first, names sorted, so that two walks of an unchanged
     source write the same files (duplicity then stores nearly nothing for them).
 
-    This loop runs once per entry of every source before each backup: it is kept
-    tight (one lstat and one listxattr per entry, locals, no call it can avoid)."""
+    The loop over the entries of a directory runs once per entry of every source
+    before each backup: it is kept tight (one lstat relative to the directory, the
+    xattrs only when the cache cannot vouch for them, locals, no call it can avoid)."""
     skipped = {os.fsencode(os.path.abspath(s)) for s in skip}
+    skip_in: dict[bytes, set[bytes]] = {}  # directory -> names in it never entered
+    for path in skipped:
+        parent, _, name = path.rpartition(b"/")
+        skip_in.setdefault(parent or b"/", set()).add(name)
+    cache = cache if cache is not None else RecordCache(None)
+    racy = cache.racy
+    below: Callable[[bytes, bytes, bool], bool] | None = None
+    if isinstance(exclude, GlobExclusion):
+        below = exclude.below if exclude else None
+    elif exclude is not None:
+        below = lambda prefix, name, is_dir: exclude(prefix + name, is_dir)  # noqa: E731
     scan = _Scan()
-    times = scan.times
+    groups = scan.time_groups
     inodes = scan.inodes
-    by_name = attrgetter("name")
     is_dir, is_file, is_link = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
-    listxattr = os.listxattr
+    lstat, listdir = os.lstat, os.listdir
+    opening = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    second = 1_000_000_000
     for root in _roots(sources, skipped):
         try:
-            stack = [(root, os.lstat(root))]
+            info = lstat(root)
         except OSError:
             scan.unreadable += 1
             continue
+        if exclude is not None and exclude(root, is_dir(info.st_mode)):
+            scan.excluded += 1
+            continue
+        # the root itself: one line in its parent directory's group
+        parent, _, base = root[1:].rpartition(b"/")
+        name = root[1:] or b"."
+        scan.entries += 1
+        if read_xattrs:
+            old, new = cache.directory(info.st_dev, None, root)
+            _attributes_of(root, name, info, old, new, racy, scan)
+        if info.st_mtime_ns % second or is_link(info.st_mode):
+            groups.append((parent, [(info.st_mtime_ns, base or b".")]))
+        if is_file(info.st_mode):
+            if info.st_nlink > 1:
+                inodes.setdefault((info.st_dev, info.st_ino), []).append(name)
+            if info.st_blocks * 512 < info.st_size:
+                _sparse(root, name, info, scan)
+        if not is_dir(info.st_mode):
+            continue
+        stack = [(root, root[1:], info.st_dev, info.st_ino)]
         while stack:
-            path, info = stack.pop()
-            name = path[1:] or b"."  # relative to /: every path here is absolute and normal
-            mode = info.st_mode
-            scan.entries += 1
-            if read_xattrs:
-                try:
-                    attributes = listxattr(path, follow_symlinks=False)
-                except OSError as error:
-                    attributes = None
-                    if error.errno not in _UNSUPPORTED:
-                        scan.unreadable += 1
-                if attributes:
-                    _read_xattrs(path, name, info, attributes, scan)
-            if info.st_mtime_ns % 1_000_000_000 or is_link(mode):
-                times.append(FileTime(name, info.st_mtime_ns))
-            if is_file(mode):
-                if info.st_nlink > 1:
-                    inodes.setdefault((info.st_dev, info.st_ino), []).append(name)
-                if info.st_blocks * 512 < info.st_size:
-                    _sparse(path, name, info, scan)
-                continue
-            if not is_dir(mode):
-                continue
+            directory, relative, device, directory_ino = stack.pop()
             try:
-                with os.scandir(path) as listing:
-                    entries = sorted(listing, key=by_name)
+                fd = os.open(directory, opening)
             except OSError:
                 scan.unreadable += 1
                 continue
-            children = []
-            for entry in entries:
-                child = entry.path
-                if child in skipped:
-                    continue
-                try:
-                    children.append((child, entry.stat(follow_symlinks=False)))
-                except OSError:
-                    scan.unreadable += 1
-            stack.extend(reversed(children))
+            try:
+                names = listdir(directory)
+            except OSError:
+                os.close(fd)
+                scan.unreadable += 1
+                continue
+            try:
+                prefix = directory.rstrip(b"/") + b"/"  # absolute, for what needs a path
+                inside = relative + b"/" if relative else b""  # relative to /, for names
+                old, new = (cache.directory(device, directory_ino, directory) if read_xattrs
+                            else (None, None))
+                known = old.get if old is not None else None
+                never = skip_in.get(directory)
+                group: list[tuple[int, bytes]] = []
+                timed = group.append
+                subdirectories = []
+                left_out = 0
+                names.sort()
+                for name in names:
+                    if never is not None and name in never:
+                        left_out += 1
+                        continue
+                    try:
+                        info = lstat(name, dir_fd=fd)
+                    except OSError:
+                        scan.unreadable += 1
+                        left_out += 1
+                        continue
+                    mode = info.st_mode
+                    if below is not None and below(prefix, name, is_dir(mode)):
+                        scan.excluded += 1
+                        left_out += 1
+                        continue
+                    if known is not None:
+                        # unchanged since read, and without xattrs: nothing to do
+                        if known(info.st_ino) != info.st_ctime_ns or info.st_dev != device:
+                            same = info.st_dev == device  # else a mount point: read always
+                            _attributes_of(prefix + name, inside + name, info,
+                                           old if same else None, new if same else None,
+                                           racy, scan)
+                    elif read_xattrs:
+                        _attributes_of(prefix + name, inside + name, info, None, None, racy,
+                                       scan)
+                    mtime_ns = info.st_mtime_ns
+                    if mtime_ns % second or is_link(mode):
+                        timed((mtime_ns, name))
+                    if is_file(mode):
+                        if info.st_nlink > 1:
+                            inodes.setdefault((info.st_dev, info.st_ino), []).append(
+                                inside + name)
+                        if info.st_blocks * 512 < info.st_size:
+                            _sparse(prefix + name, inside + name, info, scan)
+                    elif is_dir(mode):
+                        subdirectories.append((prefix + name, inside + name, info.st_dev,
+                                               info.st_ino))
+                scan.entries += len(names) - left_out
+                if group:
+                    groups.append((relative, group))
+                stack.extend(reversed(subdirectories))
+            finally:
+                os.close(fd)
     return scan
 
 
@@ -307,24 +617,44 @@ def _sparse(path: bytes, name: bytes, info: os.stat_result, scan: _Scan) -> None
         scan.sparse.append(SparseFile(name, info.st_size, extents))
 
 
-def _write(path: Path, data: bytes) -> int:
-    """Write ``data`` durably unless the file already holds it; return the bytes written."""
+def _read(path: Path) -> bytes | None:
     try:
-        if path.read_bytes() == data:
-            return 0
+        return path.read_bytes()
     except OSError:
-        pass
+        return None
+
+
+def _write(path: Path, data: bytes, old: bytes | None = None) -> int:
+    """Write ``data`` durably unless the file already holds it (``old``: what it holds,
+    when known); return the bytes written."""
+    if (old if old is not None else _read(path)) == data:
+        return 0
     atomic_write(path, data, 0o600)
     return len(data)
 
 
-def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = ()) -> RecordStats:
+def exclusion(patterns: Sequence[str]) -> GlobExclusion:
+    """The test ``record(exclude=...)`` takes for the config's ``exclude`` globs: what
+    duplicity leaves out when cya passes them as ``--exclude`` (file names decoded as
+    duplicity decodes them)."""
+    return GlobExclusion(patterns, os.fsdecode, os.fsencode)
+
+
+def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = (), *,
+           exclude: Exclude | None = None, cache: Path | None = None) -> RecordStats:
     """Record the metadata of every entry at or below ``sources`` into ``out_dir``, replacing
     what it held, and return counts. Never follows a symlink, never enters a ``skip``
-    path (the tree, the cache). Entries that vanish or cannot be read while walking are
-    counted, not fatal; raise OSError only if ``out_dir`` cannot be written."""
+    path (the tree, the cache). ``exclude`` (``exclusion(settings.exclude)``, or any
+    test of an absolute path and whether it is a directory) leaves out what the backup
+    leaves out: neither walked nor recorded. ``cache`` is a file where what was read is
+    kept for the next recording, which then reads the xattrs only of inodes whose ctime
+    changed and appends to mtimes.txt only what changed (see RecordCache); without it,
+    every entry's xattrs are read and mtimes.txt is written afresh. Entries that vanish or
+    cannot be read while walking are counted, not fatal; raise OSError only if
+    ``out_dir`` cannot be written."""
     started = time.perf_counter()
-    scan = _scan(sources, skip)
+    seen = RecordCache(cache)
+    scan = _scan(sources, skip, exclude=exclude, cache=seen)
     groups = [LinkGroup(tuple(names)) for names in scan.inodes.values() if len(names) > 1]
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     written = 0
@@ -332,12 +662,22 @@ def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = ()) ->
                        (formats.XATTR_FILE, formats.format_xattrs(scan.xattrs)),
                        (formats.HARDLINK_FILE, formats.format_links(groups)),
                        (formats.SPARSE_FILE, formats.format_sparse(scan.sparse)),
-                       (formats.MTIME_FILE, formats.format_times(scan.times)),
                        (README_FILE, README)):
         written += _write(out_dir / name, data)
+    blocks = formats.time_blocks(scan.time_groups)
+    old = _read(out_dir / formats.MTIME_FILE)
+    data, base = seen.times_file(old, blocks)
+    written += _write(out_dir / formats.MTIME_FILE, data, old)
+    if cache is not None:
+        seen.times = _TimesState(_digest(data), base, blocks)
+        try:
+            seen.save()
+        except OSError:
+            pass  # the cache only saves work: the next recording does what it cannot vouch for
     return RecordStats(scan.entries, len(scan.acls), len(scan.xattrs), len(groups),
-                       sum(len(g.names) for g in groups), len(scan.sparse), len(scan.times),
-                       scan.unreadable, written, time.perf_counter() - started)
+                       sum(len(g.names) for g in groups), len(scan.sparse),
+                       sum(len(group) for _, group in scan.time_groups), scan.unreadable,
+                       written, time.perf_counter() - started, scan.xattr_reads, scan.excluded)
 
 
 # ---------------------------------------------------------------------------

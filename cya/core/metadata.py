@@ -25,8 +25,16 @@ directory holds five files; every name in them is relative to ``/``
     the file's data extents ``offset+length,...`` (``-`` for none); every
     other byte of the file is a hole.
 ``mtimes.txt``
-    ``<mtime in nanoseconds> <name>`` for every entry whose mtime has a
-    non-zero sub-second part, and for every symlink.
+    The mtime in nanoseconds of every entry whose mtime has a non-zero
+    sub-second part, and of every symlink, grouped by directory: a line
+    ``/<directory>`` (``/`` for the root), then ``<mtime nanoseconds> <name>``
+    for entries of that directory, ``<name>`` one component (``.`` under ``/``
+    stands for the root itself); ``- <name>`` says the entry has no recorded
+    mtime any more. Later lines win: a backup appends what changed since the
+    one before (after a ``# changes`` line) instead of rewriting the file, so
+    the file's rsync delta in duplicity holds only the changes; once the
+    appended part passes a quarter of the rest, the file is written afresh.
+    Format 1 (``<mtime nanoseconds> <name>`` with the whole name) is still read.
 
 Each of cya's own three files starts with a ``# cya ...`` line naming its
 format and version; other lines starting with ``#`` are comments. Names are
@@ -61,7 +69,11 @@ ACL_DEFAULT = b"system.posix_acl_default"
 _HARDLINK_HEADER = f"# cya hard-link groups, format {FORMAT_VERSION}: <group> <name>"
 _SPARSE_HEADER = (f"# cya sparse files, format {FORMAT_VERSION}: "
                   "<size> <data extents offset+length,... or -> <name>")
-_MTIME_HEADER = f"# cya mtimes, format {FORMAT_VERSION}: <mtime nanoseconds> <name>"
+_MTIME_HEADER_1 = "# cya mtimes, format 1: <mtime nanoseconds> <name>"
+MTIME_FORMAT = 2
+_MTIME_HEADER = (f"# cya mtimes, format {MTIME_FORMAT}: /<dir>, then <mtime ns> <name> "
+                 "or - <name>; later lines win")
+_CHANGES = b"# changes"
 
 
 class FormatError(ValueError):
@@ -443,10 +455,82 @@ def format_sparse(files: Iterable[SparseFile]) -> bytes:
     return b"\n".join(out) + b"\n"
 
 
+TimeGroups = Iterable[tuple[bytes, Sequence[tuple[int, bytes]]]]
+
+
 def format_times(times: Iterable[FileTime]) -> bytes:
+    """``mtimes.txt`` (format 2) for ``times``, written afresh."""
+    groups: list[tuple[bytes, list[tuple[int, bytes]]]] = []
+    for time in times:
+        if time.name == b".":
+            directory, name = b"", b"."
+        else:
+            directory, _, name = time.name.rpartition(b"/")
+        groups.append((directory, [(time.mtime_ns, name)]))
+    return format_time_blocks(time_blocks(groups))
+
+
+_TIME_LINE = b"%d %s".__mod__
+
+
+def time_blocks(groups: TimeGroups) -> dict[bytes, bytes]:
+    """{directory: its lines} of ``mtimes.txt`` from (directory relative to ``/``,
+    [(mtime_ns, name)]) pairs in walk order: the directory ``b""`` is ``/``, a name is
+    one component (``b"."`` in ``b""`` is the root itself). A directory given twice
+    gets its names in one block; one without names is left out.
+
+    This runs on every name of every source before each backup, so a block's lines are
+    made at C speed and checked at once for a name that needs quoting."""
+    merged: dict[bytes, list[tuple[int, bytes]]] = {}
+    for directory, entries in groups:
+        if entries:
+            merged.setdefault(directory, []).extend(entries)
+    blocks = {}
+    for directory, entries in merged.items():
+        lines = b"\n".join(map(_TIME_LINE, entries))
+        if b"\\" in lines or b"\r" in lines or lines.count(b"\n") != len(entries) - 1:
+            lines = b"\n".join(b"%d %s" % (mtime_ns, quote(name)) for mtime_ns, name in entries)
+        blocks[directory] = lines
+    return blocks
+
+
+def format_time_blocks(blocks: dict[bytes, bytes]) -> bytes:
+    """``mtimes.txt`` written afresh from ``time_blocks``."""
     out = [_MTIME_HEADER.encode()]
-    out += [b"%d " % time.mtime_ns + quote(time.name) for time in times]
+    for directory, lines in blocks.items():
+        out += (b"/" + quote(directory), lines)
     return b"\n".join(out) + b"\n"
+
+
+def time_changes(previous: dict[bytes, bytes], current: dict[bytes, bytes]) -> bytes:
+    """What to append to an ``mtimes.txt`` that holds ``previous`` (``time_blocks``) so
+    that it holds ``current``: a ``# changes`` line, then per directory that changed its
+    new and changed lines and a ``- <name>`` line per name gone; ``b""`` when nothing
+    changed."""
+    out = []
+    for directory, lines in current.items():
+        before = previous.get(directory)
+        if before == lines:
+            continue
+        new = lines.split(b"\n")
+        changed = new
+        gone: set[bytes] = set()
+        if before is not None:
+            old = set(before.split(b"\n"))
+            changed = [line for line in new if line not in old]
+            gone = old.difference(new)
+        names = {line.partition(b" ")[2] for line in changed}
+        dropped = sorted({line.partition(b" ")[2] for line in gone} - names)
+        out.append(b"/" + quote(directory))
+        out += changed
+        out += [b"- " + name for name in dropped]
+    for directory, before in previous.items():
+        if directory not in current:
+            out.append(b"/" + quote(directory))
+            out += sorted(b"- " + line.partition(b" ")[2] for line in before.split(b"\n"))
+    if not out:
+        return b""
+    return b"\n".join([_CHANGES, *out]) + b"\n"
 
 
 def _records(data: bytes, header: str, fields: int) -> Iterable[tuple[int, list[bytes]]]:
@@ -500,9 +584,40 @@ def parse_sparse(data: bytes) -> list[SparseFile]:
 
 
 def parse_times(data: bytes) -> list[FileTime]:
-    """The entries of ``mtimes.txt``. Raise FormatError for a bad line."""
-    return [FileTime(_name(quoted), _integer(mtime, number))
-            for number, (mtime, quoted) in _records(data, _MTIME_HEADER, 1)]
+    """The entries of ``mtimes.txt`` (format 1 or 2) after every change it holds. Raise
+    FormatError for a bad line or a file of another format."""
+    if data.startswith(_MTIME_HEADER_1.split(":")[0].encode() + b":"):
+        return [FileTime(_name(quoted), _integer(mtime, number))
+                for number, (mtime, quoted) in _records(data, _MTIME_HEADER_1, 1)]
+    lines = data.split(b"\n")
+    if data and not lines[0].startswith(_MTIME_HEADER.split(":")[0].encode() + b":"):
+        raise FormatError(f"not a cya mtimes file of format 1 or {MTIME_FORMAT}: "
+                          f"{lines[0][:80]!r}")
+    times: dict[bytes, int] = {}
+    directory: bytes | None = None
+    for number, line in enumerate(lines, 1):
+        if not line or line.startswith(b"#"):
+            continue
+        if line.startswith(b"/"):
+            directory = unquote(line[1:])
+            if directory:
+                check_name(directory)
+            continue
+        mtime, space, quoted = line.partition(b" ")
+        if not space or not quoted:
+            raise FormatError(f"line {number} has not a mtime and a name: {line!r}")
+        if directory is None:
+            raise FormatError(f"line {number} comes before the first /<directory> line")
+        name = unquote(quoted)
+        if b"/" in name or (name == b"." and directory):
+            raise FormatError(f"line {number}: {name!r} is not one name in its directory")
+        full = (directory + b"/" + name) if directory else name
+        check_name(full)
+        if mtime == b"-":
+            times.pop(full, None)
+        else:
+            times[full] = _integer(mtime, number)
+    return [FileTime(name, mtime_ns) for name, mtime_ns in times.items()]
 
 
 def holes(size: int, data: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -593,3 +708,140 @@ def plan_apply(metadata: Metadata, prefix: bytes) -> ApplyPlan:
     # keeps "directories after their contents" true for anything that does
     times.sort(key=lambda t: (-(t.name.count(b"/") + (1 if t.name else 0)), t.name))
     return ApplyPlan(prefix, tuple(links), sparse, xattrs, acls, tuple(times), outside)
+
+
+# ---------------------------------------------------------------------------
+# What the backup leaves out: duplicity's --exclude globs
+
+
+def duplicity_glob_regex(pattern: str) -> str:
+    """The regular expression duplicity makes of a shell glob (its ``glob_to_regex``):
+    ``**`` any characters, ``/`` included; ``*`` any but ``/``; ``?`` one but ``/``;
+    ``[...]`` a class (``[!...]``/``[^...]`` negated; a ``[`` without ``]`` is literal)."""
+    i, n, out = 0, len(pattern), []
+    while i < n:
+        char = pattern[i]
+        i += 1
+        if pattern[i - 1:i + 1] == "**":
+            out.append(".*")
+            i += 1
+        elif char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            j = i
+            if j < n and pattern[j] in "!^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                out.append("\\[")
+            else:
+                inside = pattern[i:j].replace("\\", "\\\\")
+                i = j + 1
+                if inside[0] in "!^":
+                    inside = "^" + inside[1:]
+                out.append(f"[{inside}]")
+        else:
+            out.append(re.escape(char))
+    return "".join(out)
+
+
+_GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+class _Glob(NamedTuple):
+    whole: re.Pattern[str]  # the path, or a directory above it, matches
+    exact: re.Pattern[str] | None  # a pattern ending in "/": the path itself matches
+
+
+class GlobExclusion:
+    """The ``exclude`` globs of the config as duplicity applies them when cya passes each
+    as ``--exclude`` (before its includes of the sources): a test on absolute paths,
+    ``exclusion(path, is_dir)``.
+
+    duplicity's rules, followed here exactly: a pattern is matched against the
+    absolute path, decoded as Python decodes file names; ``**`` crosses ``/``, ``*``
+    and ``?`` do not; a pattern matching a directory excludes everything below it; a
+    pattern ending in ``/`` matches a directory itself, not a file (everything below
+    a matching directory still); ``ignorecase:`` in front matches regardless of case;
+    ``/`` alone is ``/**``. cya's own ``find``/``ls --date`` globs (core.fileindex)
+    differ: there a pattern without ``/`` matches the last component and a path
+    relative to ``/``; what a backup holds is decided by duplicity's rules, so these
+    are the ones here.
+
+    A pattern duplicity refuses (one not below ``/``, ``//`` inside) fails the backup
+    in duplicity; here it leaves out only what its regex matches. What else makes
+    duplicity leave a path out is not followed (``duplicity_options`` such as
+    ``--exclude-if-present`` or ``--exclude-other-filesystems``; sockets): the
+    metadata of such paths is recorded and, as they are not restored, never applied.
+
+    ``decode``/``encode`` turn file names into text and back as duplicity does
+    (``os.fsdecode``/``os.fsencode``; UTF-8 with surrogate escapes by default).
+    """
+
+    def __init__(self, patterns: Sequence[str],
+                 decode: Callable[[bytes], str] = lambda path: path.decode(
+                     "utf-8", "surrogateescape"),
+                 encode: Callable[[str], bytes] = lambda text: text.encode(
+                     "utf-8", "surrogateescape")):
+        self.patterns = tuple(patterns)
+        self._decode = decode
+        names = set()
+        globs: list[_Glob] = []
+        others: list[_Glob] = []
+        for pattern in self.patterns:
+            text, flags = pattern, re.S
+            if text.lower().startswith("ignorecase:"):
+                text, flags = text[len("ignorecase:"):].casefold(), flags | re.I
+            if not text:
+                continue
+            slash = text != "/" and text.endswith("/")
+            text = "/**" if text == "/" else text[:-1] if slash else text
+            regex = duplicity_glob_regex(text)
+            glob = _Glob(re.compile(f"^{regex}($|/)", flags),
+                         re.compile(f"^{regex}($)", flags) if slash else None)
+            globs.append(glob)
+            name = text[3:]
+            if (flags == re.S and not slash and text.startswith("**/") and name
+                    and "/" not in name and not _GLOB_CHARACTERS.search(name)):
+                names.add(encode(name))
+            else:
+                others.append(glob)
+        self._globs = tuple(globs)
+        self._names = frozenset(names)
+        self._others = tuple(others)
+
+    def __bool__(self) -> bool:
+        return bool(self._globs)
+
+    def __call__(self, path: bytes, is_dir: bool) -> bool:
+        """Whether duplicity leaves out the absolute ``path`` (a directory when ``is_dir``),
+        by itself or because a directory above it is left out."""
+        return self._matches(self._globs, self._decode(path), is_dir)
+
+    def below(self, prefix: bytes, name: bytes, is_dir: bool) -> bool:
+        """``self(prefix + name, is_dir)`` where ``prefix`` is a directory that is not left
+        out, with a ``/`` at its end; faster: ``**/name`` patterns are a set lookup of
+        the last name.
+
+        Below a directory that is not left out, such a pattern can only match the last
+        name (``$`` in duplicity's regex also matches before a final newline, hence the
+        second lookup)."""
+        names = self._names
+        if names and (name in names or (name[-1:] == b"\n" and name[:-1] in names)):
+            return True
+        if not self._others:
+            return False
+        return self._matches(self._others, self._decode(prefix + name), is_dir)
+
+    @staticmethod
+    def _matches(globs: Sequence[_Glob], text: str, is_dir: bool) -> bool:
+        for glob in globs:
+            if glob.whole.match(text) and (glob.exact is None or is_dir
+                                           or not glob.exact.match(text)):
+                return True
+        return False

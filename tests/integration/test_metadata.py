@@ -97,6 +97,9 @@ def make_source(src: Path) -> None:
     os.utime(nano, ns=(FULL_TIME * 10**9, 1_600_000_000_123_456_789))
     os.utime(a / "nano-link", ns=(FULL_TIME * 10**9, 1_600_000_001_987_654_321),
              follow_symlinks=False)
+    for number in range(100):  # enough names that an incremental's mtimes are appended
+        os.utime(write(src / "many" / f"m{number:03d}", b"m\n"),
+                 ns=(FULL_TIME * 10**9, 1_600_000_002_000_000_001 + number))
 
 
 def change_source(src: Path) -> None:
@@ -205,11 +208,13 @@ def round_trip(ext4):
     for action, when in (("full", FULL_TIME), ("incremental", INCREMENTAL_TIME)):
         if action == "incremental":
             change_source(src)
-        stats = record([src], meta)
+        stats = record([src], meta, cache=base / "metadata-cache")  # as cya backup does
         assert stats.unreadable == 0
         dup.backup(action, when)
         states[when] = state(src)
     assert states[FULL_TIME] != states[INCREMENTAL_TIME]
+    # the incremental's mtimes.txt is the full's with the changes appended
+    assert b"\n# changes\n" in (meta / formats.MTIME_FILE).read_bytes()
     return base, src, meta, dup, states
 
 

@@ -168,9 +168,59 @@ def test_holes_and_data_tile_the_file(sparse):
     assert at == sparse.size
 
 
-@given(st.lists(st.builds(FileTime, names, st.integers(-(2**62), 2**62))))
+mtime_values = st.integers(-(2**62), 2**62)
+
+
+@given(st.lists(st.builds(FileTime, names, mtime_values), unique_by=lambda time: time.name))
 def test_time_file_round_trips(times):
-    assert m.parse_times(m.format_times(times)) == times
+    """One mtime per name; the names of one directory are written together."""
+    assert dict(m.parse_times(m.format_times(times))) == dict(times)
+
+
+def blocks_of(state: dict[bytes, int]) -> dict[bytes, bytes]:
+    """``time_blocks`` of {name: mtime}, grouped as a walk groups them."""
+    groups = []
+    for name, mtime in state.items():
+        directory, _, base = name.rpartition(b"/") if name != b"." else (b"", b"", b".")
+        groups.append((directory, [(mtime, base)]))
+    return m.time_blocks(groups)
+
+
+@given(st.lists(st.dictionaries(names, mtime_values, max_size=12), min_size=2, max_size=5))
+def test_appended_changes_give_each_state(states):
+    """A file written afresh for the first state, then each later state's changes
+    appended, reads back as the last state; an unchanged state appends nothing."""
+    text = m.format_time_blocks(blocks_of(states[0]))
+    for before, after in zip(states, states[1:], strict=False):
+        changes = m.time_changes(blocks_of(before), blocks_of(after))
+        assert (changes == b"") == (blocks_of(before) == blocks_of(after))
+        text += changes
+        assert dict(m.parse_times(text)) == after
+    assert m.time_changes(blocks_of(states[-1]), blocks_of(states[-1])) == b""
+
+
+def test_changes_keep_what_did_not_change_and_drop_what_went():
+    before = {b"home/me/a": 1_500_000_000_000_000_001, b"home/me/b": 7,
+              b"home/me/d/x": 3, b"home/other": 4}
+    after = {b"home/me/a": 1_500_000_000_000_000_001, b"home/me/b": 8, b"home/me/c": 9,
+             b"home/other": 4}
+    changes = m.time_changes(blocks_of(before), blocks_of(after))
+    assert changes == (b"# changes\n/home/me\n8 b\n9 c\n/home/me/d\n- x\n")
+    assert dict(m.parse_times(m.format_time_blocks(blocks_of(before)) + changes)) == after
+
+
+def test_mtime_format_1_still_reads():
+    text = (b"# cya mtimes, format 1: <mtime nanoseconds> <name>\n"
+            b"1600000000123456789 home/me/odd\\012name\n-5 .\n")
+    assert m.parse_times(text) == [FileTime(b"home/me/odd\nname", 1_600_000_000_123_456_789),
+                                   FileTime(b".", -5)]
+
+
+def test_mtime_format_2_groups_by_directory_and_quotes_names():
+    text = m.format_times([FileTime(b".", 1), FileTime(b"etc", 2), FileTime(b"etc/a b", 3),
+                           FileTime(b"etc/new\nline", -4), FileTime(b"etc/x", 5)])
+    assert text.split(b"\n")[1:] == [b"/", b"1 .", b"2 etc", b"/etc", b"3 a b",
+                                      b"-4 new\\012line", b"5 x", b""]
 
 
 def test_empty_sources_write_almost_nothing():
@@ -195,6 +245,13 @@ def test_empty_sources_write_almost_nothing():
     (m.HARDLINK_FILE, b"# cya hard-link groups, format 1: <group> <name>\nx a\n"),
     (m.SPARSE_FILE, b"# cya sparse files, format 1: ...\n10 0-4 a\n"),
     (m.MTIME_FILE, b"# cya mtimes, format 1: <mtime nanoseconds> <name>\n12\n"),
+    (m.MTIME_FILE, b"# cya mtimes, format 3: who knows\n"),
+    (m.MTIME_FILE, m.format_times([]) + b"12 a\n"),  # before any /<directory>
+    (m.MTIME_FILE, m.format_times([]) + b"/etc\n12 a/b\n"),  # not one name
+    (m.MTIME_FILE, m.format_times([]) + b"/etc\n12 .\n"),
+    (m.MTIME_FILE, m.format_times([]) + b"/etc/../x\n12 a\n"),
+    (m.MTIME_FILE, m.format_times([]) + b"/etc\n1x2 a\n"),
+    (m.MTIME_FILE, m.format_times([]) + b"/etc\n12\n"),
 ])
 def test_damaged_files_raise_naming_the_file(file, data):
     with pytest.raises(FormatError, match=file):
