@@ -11,8 +11,10 @@ import pwd
 import sqlite3
 import zlib
 
+from cya.clock import iso
 from cya.core import fileindex
 from cya.core import metadata as formats
+from cya.core.names import parse_time
 from tests.helpers import with_backups
 
 ACL = formats.encode_acl((*formats.base_acl(0o640), formats.AclEntry(formats.USER, 65534, 4),
@@ -104,4 +106,4 @@ def test_the_trim_takes_the_index_of_backups_that_left_the_tree(tmp_path):
     assert rows == ["20121204T120000Z", "20121211T120000Z", "20121218T120000Z",
                     "20121225T120000Z"]
     found = json.loads(ws.cya("find", "journal.txt", "--json").stdout)
-    assert [f["backup"] for f in found] == rows
+    assert [f["backup"] for f in found] == [iso(parse_time(row)) for row in rows]

@@ -8,6 +8,9 @@ from hypothesis import strategies as st
 
 from cya.core.metadata import GlobExclusion
 
+# generated patterns such as "[[]" make re (duplicity's and ours alike) warn of nested sets
+pytestmark = pytest.mark.filterwarnings("ignore:Possible nested set:FutureWarning")
+
 
 class DuplicityPath:
     """The two things duplicity's glob test asks of a path."""
