@@ -32,6 +32,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import compress, repeat
 from typing import NamedTuple
@@ -65,7 +66,9 @@ class Entry(NamedTuple):  # a tuple: ``ls`` of a whole backup makes one per file
     def as_json(self) -> dict:
         """As ``ls --date --json`` and ``find --json`` print it: the path absolute."""
         return {"path": shown(self.path), "type": self.type, "size": self.size,
-                "mtime": self.mtime, "mode": filemode(self.mode) if self.mode else None,
+                "mtime": (datetime.fromtimestamp(self.mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                          if self.mtime is not None else None),
+                "mode": filemode(self.mode) if self.mode else None,
                 "owner": self.owner, "group": self.group,
                 "target": escaped(self.target) if self.target is not None else None,
                 "marks": [MARK_NAMES[mark] for mark in self.marks]}

@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import stat
+from datetime import UTC, datetime
 
 import pytest
 
@@ -158,7 +159,8 @@ def test_ls_date_lists_files_with_sizes(trimmed, tmp_path):
     assert {p for p in files if p != str(ws.source)} == {f"{ws.source}/{k}" for k in expected}
     for name in ("data.bin", "journal.txt", "private.key"):
         assert files[f"{ws.source}/{name}"]["size"] == expected[name][4]
-        assert files[f"{ws.source}/{name}"]["mtime"] == expected[name][3]
+        assert files[f"{ws.source}/{name}"]["mtime"] == \
+            datetime.fromtimestamp(expected[name][3], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert files[f"{ws.source}/empty"]["size"] == 0
     assert files[f"{ws.source}/link"]["type"] == "symlink"
     text = ws.cya("ls", "--date", "2013-01-20", str(ws.source / "docs"), env=env).stdout

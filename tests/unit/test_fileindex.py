@@ -322,6 +322,7 @@ def test_filemode_is_ls_l():
 def test_json_carries_type_mode_owner_target_and_marks():
     (got,) = delta(record("A", b"home/l", "symlink", 0o120777, "me", "wheel", None, 5, "x",
                           b"../t\xff")).entries()
-    assert got.as_json() == {"path": "/home/l", "type": "symlink", "size": None, "mtime": 5,
+    assert got.as_json() == {"path": "/home/l", "type": "symlink", "size": None,
+                             "mtime": "1970-01-01T00:00:05Z",
                              "mode": "lrwxrwxrwx", "owner": "me", "group": "wheel",
                              "target": "../t\\xff", "marks": ["xattr"]}
