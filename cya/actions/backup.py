@@ -53,7 +53,14 @@ from cya.core.placement import BackupTimeNotAfterNewest, Placement, plan_placeme
 from cya.core.retention import TrimPlan
 from cya.core.timescale import Level, leaf_for
 from cya.core.treeview import FileInfo, TreeView
-from cya.errors import ConfigError, CyaError, Interrupted, TimeWentBackwards, UsageError
+from cya.errors import (
+    EXIT_TEMPFAIL,
+    ConfigError,
+    CyaError,
+    Interrupted,
+    TimeWentBackwards,
+    UsageError,
+)
 from cya.fsutil import crash_point, fsync_dir, remove_tree, require_space
 from cya.hooks import HookContext, run_hooks
 from cya.interrupted import finish, undo
@@ -175,39 +182,43 @@ def run(settings: Settings, request: BackupRequest) -> BackupResult:
     error is returned among the warnings. The archive runs before the trim so that
     what the archive now holds can be trimmed in the same run.
     """
-    passphrase, sources = check(settings, request)
-    with open_tree(settings, write=not request.dry_run, locked=not request.dry_run) as opened:
-        placement = plan(opened, request.now)
-        result = BackupResult(placement, request.dry_run, opened.finished)
-        if request.dry_run:
-            require_space(opened.tree.root, "the backup")
-            from cya.actions.trim import after_next_backup
+    context = HookContext(settings.tree, settings.config_path, "", request.now)
+    try:
+        passphrase, sources = check(settings, request)
+        with open_tree(settings, write=not request.dry_run,
+                       locked=not request.dry_run) as opened:
+            placement = plan(opened, request.now)
+            result = BackupResult(placement, request.dry_run, opened.finished)
+            if request.dry_run:
+                require_space(opened.tree.root, "the backup")
+                from cya.actions.trim import after_next_backup
 
-            result.upcoming = after_next_backup(opened.view, settings, request.now,
-                                                opened.catalog.blobs())
-            return result
-        if request.monitor is not None:
-            request.monitor.start()
-        context = HookContext(settings.tree, settings.config_path, placement.leaf.relpath,
-                              placement.time)
-        try:
+                result.upcoming = after_next_backup(opened.view, settings, request.now,
+                                                    opened.catalog.blobs())
+                return result
+            if request.monitor is not None:
+                request.monitor.start()
+            context = dataclasses.replace(context, leaf=placement.leaf.relpath,
+                                          backup_time=placement.time)
             run_hooks("before_backup", settings.hooks, context)
             _backup_and_after(opened, placement, passphrase, sources, request, result)
-        except CyaError as error:
+            done = dataclasses.replace(context, status="partial" if result.warnings else "ok",
+                                       error="; ".join(result.warnings))
+            try:
+                run_hooks("after_backup", settings.hooks, done)
+            except CyaError as error:
+                result.warnings.append(f"backup {show_time(placement.time)} is kept, but the "
+                                       f"after_backup hook failed: {error.one_line()}")
+    except CyaError as error:
+        # any failure once the config was read; not a dry run, nor another run's lock
+        if not request.dry_run and error.exit_code != EXIT_TEMPFAIL:
             _on_error(settings, dataclasses.replace(context, status="failed",
                                                     error=error.one_line()))
-            raise
-        done = dataclasses.replace(context, status="partial" if result.warnings else "ok",
-                                   error="; ".join(result.warnings))
-        try:
-            run_hooks("after_backup", settings.hooks, done)
-        except CyaError as error:
-            result.warnings.append(f"backup {show_time(placement.time)} is kept, but the "
-                                   f"after_backup hook failed: {error.one_line()}")
-        if result.warnings:
-            _on_error(settings, dataclasses.replace(done, status="partial",
-                                                    error="; ".join(result.warnings)))
-        return result
+        raise
+    if result.warnings:
+        _on_error(settings, dataclasses.replace(done, status="partial",
+                                                error="; ".join(result.warnings)))
+    return result
 
 
 def _on_error(settings: Settings, context: HookContext) -> None:
