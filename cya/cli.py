@@ -604,7 +604,7 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
         lines.append(f"{show_time(item.backup.time)}  ({where})")
         for entry in item.matches:
             size = "" if entry.size is None else _size(entry.size)
-            lines.append(f"  {size:>9}  {shown(entry.path)}")
+            lines.append(f"  {size:>9}  {item.names.shown(shown(entry.path))}")
     click.echo("\n".join(lines))  # one write: a broad pattern can match 100,000s of lines
 
 

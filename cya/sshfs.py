@@ -110,6 +110,41 @@ class MountedSources:
         return [failure.error.one_line() for failure in self.failed]
 
 
+@dataclass(frozen=True)
+class RemoteNames:
+    """How browsing and restoring spell the paths of remote sources: a backup holds
+    ``<mount base>/<mount name>/x``, the user reads and writes ``user@host:/path/x``."""
+
+    mapping: dict[str, str]  # {mount point: "user@host:/path"}
+
+    @classmethod
+    def of(cls, sources: Sequence[RemoteSource], base: Path | None = None) -> RemoteNames:
+        """Where a backup mounts ``sources`` (the mount points are the same in every
+        run), without mounting anything."""
+        if not sources:
+            return cls({})
+        root = Path(os.path.realpath(base or mount_base()))
+        return cls({str(root / mount_name(source)): source.spelling for source in sources})
+
+    def shown(self, path: str) -> str:
+        """An absolute path as shown: under a mount point, ``user@host:/path/...``."""
+        return remote_name(path, self.mapping) if self.mapping else path
+
+    def entry_json(self, entry) -> dict:
+        """``Entry.as_json`` with the path as shown."""
+        found = entry.as_json()
+        if self.mapping:
+            found["path"] = self.shown(found["path"])
+        return found
+
+    def local(self, text: str) -> str:
+        """A path the user gave: ``user@host:/path/...`` of a configured source becomes the
+        path in the backup; anything else is returned unchanged."""
+        if not self.mapping or text.startswith("/"):
+            return text
+        return local_name(text, self.mapping) or text
+
+
 def mount_base() -> Path:
     """Where remote sources are mounted: ``$XDG_STATE_HOME/cya/mnt`` (see the module doc)."""
     return Path(platformdirs.user_state_dir("cya")) / "mnt"

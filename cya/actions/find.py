@@ -14,6 +14,7 @@ from cya.config import Settings
 from cya.core import fileindex
 from cya.core.chains import Restorable, restorable
 from cya.opentree import open_tree
+from cya.sshfs import RemoteNames
 
 
 @dataclass(frozen=True)
@@ -21,13 +22,14 @@ class Found:
     backup: Restorable
     matches: tuple[fileindex.Entry, ...]
     archive_cost: float | None = None  # only the archive holds it: about this to restore
+    names: RemoteNames = RemoteNames({})  # remote sources' paths as the user spells them
 
     def as_json(self) -> dict:
         return {"backup": iso(self.backup.time), "level": str(self.backup.level),
                 "archive_only": self.archive_cost is not None,
                 "archive_cost_usd": (round(self.archive_cost, 2)
                                      if self.archive_cost is not None else None),
-                "matches": [e.as_json() for e in self.matches]}
+                "matches": [self.names.entry_json(e) for e in self.matches]}
 
 
 def run(settings: Settings, pattern: str) -> list[Found]:
@@ -35,6 +37,7 @@ def run(settings: Settings, pattern: str) -> list[Found]:
     then those only the archive holds (from their encrypted indexes: nothing is
     thawed)."""
     keep = fileindex.matcher(pattern)
+    names = RemoteNames.of(settings.remote_sources)
     found = []
     with open_tree(settings, write=False, locked=False) as opened, \
             FileLister(opened.tree, opened.catalog, settings, keep) as lister:
@@ -42,11 +45,11 @@ def run(settings: Settings, pattern: str) -> list[Found]:
         for backup in in_tree:
             files, _ = lister.files(backup)
             if files:
-                found.append(Found(backup, tuple(files)))
+                found.append(Found(backup, tuple(files), names=names))
         for backup in archive_only(opened, {b.time for b in in_tree}):
             files, _ = lister.files(backup, archived=True)
             if files:
-                found.append(Found(backup, tuple(files), restore_cost(opened, backup)))
+                found.append(Found(backup, tuple(files), restore_cost(opened, backup), names))
     return found
 
 

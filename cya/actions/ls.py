@@ -25,6 +25,7 @@ from cya.core.retention import eligible
 from cya.core.timescale import Level
 from cya.errors import CyaError
 from cya.opentree import open_tree
+from cya.sshfs import RemoteNames
 from cya.tree import level_of
 
 
@@ -94,6 +95,7 @@ class FileListing:
     listing: fileindex.Delta  # index records, sorted by path
     from_index: bool
     archive_cost: float | None = None  # only the archive holds it: about this to restore
+    names: RemoteNames = RemoteNames({})  # remote sources' paths as the user spells them
 
     @cached_property
     def files(self) -> tuple[fileindex.Entry, ...]:
@@ -109,7 +111,7 @@ class FileListing:
             "archive_only": self.archive_cost is not None,
             "archive_cost_usd": (round(self.archive_cost, 2)
                                  if self.archive_cost is not None else None),
-            "files": [e.as_json() for e in self.files],
+            "files": [self.names.entry_json(e) for e in self.files],
         }
 
     def lines(self) -> list[str]:
@@ -146,6 +148,8 @@ class FileListing:
         minutes = {mtime: ("" if mtime == b"-" else _minute(int(mtime) // 60)).ljust(16)
                    for mtime in set(mtimes)}
         names = _names(paths)
+        if self.names.mapping:
+            names = list(map(self.names.shown, names))
         for i in [i for i, code in enumerate(codes) if code[1] != _FILE]:
             if codes[i][1] == _DIR and paths[i] != b".":
                 names[i] += "/"
@@ -220,6 +224,8 @@ def size_text(count: float) -> str:
 def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileListing:
     """The files of the newest backup at or before ``asked`` (from the archive's
     encrypted index when only the archive holds it, or holds a nearer one)."""
+    names = RemoteNames.of(settings.remote_sources)
+    path = names.local(path) if path else path
     with open_tree(settings, write=False, locked=False) as opened, \
             FileLister(opened.tree, opened.catalog, settings,
                        fileindex.under(path or "")) as lister, _no_collection():
@@ -236,4 +242,4 @@ def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileL
     if path and not found:
         raise CyaError(f"{path} is not in the backup of {show_time(backup.time)}",
                        "list the whole backup with: cya ls --date D")
-    return FileListing(asked, backup, found, from_index, cost)
+    return FileListing(asked, backup, found, from_index, cost, names)

@@ -49,6 +49,7 @@ from cya.fsutil import fsync_dir, remove_tree
 from cya.hooks import HookContext, run_hooks
 from cya.opentree import OpenTree, open_tree
 from cya.runs import Run, cache_base
+from cya.sshfs import RemoteNames
 
 if TYPE_CHECKING:
     from cya.archive.retrieve import ArchiveFetch
@@ -155,7 +156,9 @@ def check_target(settings: Settings, target: Path, force: bool) -> None:
 def backup_path(text: str, opened: OpenTree) -> str:
     """``--path`` as the backup holds it: relative to ``/``, through the source's real
     path when the user gave it by the path the config names (a symlink). Raise
-    UsageError for a relative path."""
+    UsageError for a relative path. A remote source's file may be given as
+    ``user@host:/path/...``."""
+    text = RemoteNames.of(opened.settings.remote_sources).local(text)
     if not text.startswith("/"):
         raise UsageError(f"--path {text!r} is not an absolute path",
                          "paths in backups are absolute, as when they were backed up: "
