@@ -18,13 +18,14 @@ import time
 from pathlib import Path
 
 from benchmarks import archive, archiveoverhead, costmodel, overhead, scale, simulate, treeops
+from benchmarks.common import DUPLICITY
 
 
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
                platform.processor())
-    dup = subprocess.run(["duplicity", "--version"], capture_output=True, text=True).stdout
+    dup = subprocess.run([DUPLICITY, "--version"], capture_output=True, text=True).stdout
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {dup.strip()}"
 
 
