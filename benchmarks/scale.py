@@ -40,7 +40,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from benchmarks import measure
-from benchmarks.common import CYA, DUPLICITY, PASSPHRASE, base_env, cya_setup, fresh, median
+from benchmarks.common import (
+    CYA,
+    DUPLICITY,
+    PASSPHRASE,
+    base_env,
+    cya_setup,
+    fresh,
+    median,
+    stored,
+)
 from benchmarks.scalesource import ScaleSource
 from cya.core.timescale import leaf_for
 
@@ -234,8 +243,8 @@ class Bench:
         count, index_bytes = (rows.stdout.strip().split("|") + ["", ""])[:2]
         backups = subprocess.run(["sqlite3", str(catalog), "SELECT count(*) FROM backups"],
                                  capture_output=True, text=True).stdout.strip()
-        return {"tree_bytes": stored_bytes(tree), "plain_chain_bytes":
-                stored_bytes(self.plain_target()), "catalog_bytes": catalog.stat().st_size,
+        return {"tree_bytes": stored(tree)[0], "plain_chain_bytes":
+                stored(self.plain_target())[0], "catalog_bytes": catalog.stat().st_size,
                 "index_rows": int(count or 0), "index_bytes": int(index_bytes or 0),
                 "backups_recorded": int(backups or 0)}
 
@@ -257,16 +266,6 @@ def tree_digest(root: Path) -> str:
                         digest.update(chunk)
                 found.append((relative, digest.hexdigest()))
     return hashlib.sha256(repr(sorted(found)).encode()).hexdigest()
-
-
-def stored_bytes(root: Path) -> int:
-    seen: dict[int, int] = {}
-    for directory, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".cya"]
-        for name in names:
-            info = os.lstat(os.path.join(directory, name))
-            seen[info.st_ino] = info.st_size
-    return sum(seen.values())
 
 
 def pair(mine: measure.Measured, plain: measure.Measured) -> dict:

@@ -164,8 +164,9 @@ class _Scan:
 
 
 @lru_cache(maxsize=4096)
-def _user_name(uid: int) -> str:
-    """The name getfacl prints for ``uid``: the user's name, else the number."""
+def user_name(uid: int) -> str:
+    """The name getfacl prints for ``uid`` (and the file index records): the user's
+    name, else the number."""
     try:
         name = pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -174,7 +175,7 @@ def _user_name(uid: int) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _group_name(gid: int) -> str:
+def group_name(gid: int) -> str:
     try:
         name = grp.getgrgid(gid).gr_name
     except KeyError:
@@ -240,9 +241,9 @@ def _note_attributes(name: bytes, info: os.stat_result, attributes: Attributes,
     if access is not None or default is not None:
         try:
             acl = formats.file_acl(
-                name, info.st_mode, _user_name(info.st_uid), _group_name(info.st_gid),
+                name, info.st_mode, user_name(info.st_uid), group_name(info.st_gid),
                 formats.decode_acl(access) if access else (),
-                formats.decode_acl(default) if default else (), _user_name, _group_name)
+                formats.decode_acl(default) if default else (), user_name, group_name)
         except FormatError:
             scan.unreadable += 1
             return

@@ -25,18 +25,14 @@ level it belongs to, or in none. Ctrl-C or SIGTERM before 6 undoes the run at on
 from __future__ import annotations
 
 import dataclasses
-import grp
 import hashlib
 import json
 import logging
 import os
-import pwd
-import re
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -76,7 +72,6 @@ T = TypeVar("T")
 log = logging.getLogger("cya")
 
 FUTURE_SLACK = timedelta(minutes=10)  # a clock a little ahead of the real one is fine
-_PLAIN_NAME = re.compile(r"[^\s\0]+")  # an owner name the file index can hold
 
 
 @dataclass(frozen=True)
@@ -531,24 +526,6 @@ def _marks(recorded: Path) -> dict[bytes, str]:
     return marks
 
 
-@lru_cache(maxsize=4096)
-def _owner(uid: int) -> str:
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-    return name if _PLAIN_NAME.fullmatch(name) else str(uid)
-
-
-@lru_cache(maxsize=4096)
-def _group(gid: int) -> str:
-    try:
-        name = grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-    return name if _PLAIN_NAME.fullmatch(name) else str(gid)
-
-
 def _describe(change: str, path: bytes, marks: dict[bytes, str]) -> bytes:
     """The index record of one changed path, read from the source just after duplicity
     read it: type (a symlink's target), mode, owner, size, mtime and metadata marks (a
@@ -562,9 +539,10 @@ def _describe(change: str, path: bytes, marks: dict[bytes, str]) -> bytes:
         target = os.readlink(whole) if kind == "symlink" else None
     except (OSError, ValueError):
         return fileindex.record(change, path, "gone")
-    return fileindex.record(change, path, kind, info.st_mode, _owner(info.st_uid),
-                            _group(info.st_gid), info.st_size if kind == "file" else None,
-                            int(info.st_mtime), marks.get(path, ""), target)
+    return fileindex.record(change, path, kind, info.st_mode, metadata.user_name(info.st_uid),
+                            metadata.group_name(info.st_gid),
+                            info.st_size if kind == "file" else None, int(info.st_mtime),
+                            marks.get(path, ""), target)
 
 
 def _os_error(error: OSError, tree: Tree) -> CyaError:

@@ -5,24 +5,11 @@ for byte, and never left mounted."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-
-import pytest
 
 from cya import sshfs
 from cya.core.remote import parse_remote
 from tests.helpers import Workspace, change_source, snapshot
-from tests.integration.test_sshfs import digests, remote  # noqa: F401 (fixture)
-from tests.sshd import Sshd, start_sshd
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Sshd]:
-    daemon = start_sshd(tmp_path_factory.mktemp("sshd"))
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+from tests.integration.test_sshfs import digests, remote, server  # noqa: F401 (fixtures)
 
 
 def mounted_under(path) -> list[str]:
@@ -30,7 +17,7 @@ def mounted_under(path) -> list[str]:
 
 
 def test_a_remote_source_is_backed_up_listed_and_restored_by_its_name(
-        tmp_path, server, remote):  # noqa: F811
+        tmp_path, server, remote):  # noqa: F811 (fixtures)
     ws = Workspace(tmp_path / "ws")
     ws.init()
     spelling = server.source(remote)
