@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -125,3 +126,45 @@ def test_monitoring_pings_start_success_and_failure_with_the_log(tmp_path, serve
     assert failure.path == f"{prefix}/fail"
     assert b"chmod 600" in failure.body and b"passphrase" in failure.body
     assert ws.passphrase().encode() not in failure.body
+
+
+def test_on_a_terminal_a_backup_shows_a_live_line_and_off_it_nothing(tmp_path):
+    """The status line is written to a terminal, rewritten in place with carriage
+    returns, and cleared; cron (no terminal) and -q get none of it."""
+    import pty
+    import select
+    import subprocess
+
+    ws = Workspace(tmp_path)
+    ws.init()
+    for number in range(400):  # enough paths that duplicity reports for a while
+        (ws.source / f"f{number:03d}").write_bytes(os.urandom(20_000))
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(["cya", "--now", "2012-12-04T12:00", "backup"],
+                               env={**ws.env, "PATH": str(Path(sys.executable).parent) + ":"
+                                    + os.environ["PATH"]},
+                               stdout=subprocess.PIPE, stderr=follower, text=False)
+    os.close(follower)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif process.poll() is not None:
+            break
+    out, _ = process.communicate(timeout=120)
+    os.close(leader)
+    assert process.returncode == 0, seen
+    assert b"\rbacking up: " in seen, seen
+    # cleared at the end: the last line overwritten with spaces, the cursor back at its start
+    last = seen.rsplit(b"\rbacking up: ", 1)[1]
+    assert re.fullmatch(rb"[^\r]*\r +\r", last), seen[-300:]
+    assert b"backed up 2012-12-04 12:00:00" in out
+    quiet = ws.backup("2012-12-05T12:00")  # stderr a pipe: no status line
+    assert "\r" not in quiet.stderr and "backing up:" not in quiet.stderr

@@ -51,3 +51,25 @@ def test_a_remote_source_is_backed_up_listed_and_restored_by_its_name(
     # a --path restore puts what it names into the target under its own name
     assert digests(part) == {name: digest for name, digest in digests(remote).items()
                              if name.startswith("sub/")}
+
+
+def test_a_backup_killed_with_a_remote_source_mounted_is_cleaned_by_the_next(
+        tmp_path, server, remote):  # noqa: F811 (fixtures)
+    """cya dies like kill -9 mid-backup while the remote source is mounted: the next
+    backup unmounts what the dead run left, backs up, and leaves nothing mounted."""
+    ws = Workspace(tmp_path / "ws")
+    ws.init()
+    spelling = server.source(remote)
+    ws.config.write_text(ws.config.read_text().replace(
+        f'sources = ["{ws.source}"]',
+        f"sources = {json.dumps([str(ws.source), spelling])}\n"
+        f"ssh_options = {json.dumps(server.ssh_options)}"))
+    change_source(ws.source, 0)
+    killed = ws.cya("--now", "2012-12-04T12:00", "backup", check=False,
+                    env={"CYA_CRASH_AT": "after-seed"})
+    assert killed.returncode == 137, killed.stderr
+    assert mounted_under(tmp_path) != []  # the dead run's mount is still there
+    ws.backup("2012-12-04T12:00")
+    assert mounted_under(tmp_path) == []
+    data = json.loads(ws.cya("ls", "--date", "2012-12-04", spelling, "--json").stdout)
+    assert f"{spelling}/hello.txt" in {entry["path"] for entry in data["files"]}
