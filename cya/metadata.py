@@ -13,8 +13,9 @@ It runs before every backup over every entry of the sources, so it does as
 little as it can without ever recording less: one ``lstat`` per entry,
 relative to its directory; the xattrs (ACLs included) read only for inodes
 whose ctime changed since the last recording read them (``RecordCache``,
-kept in cya's state, never in the backup); mtimes.txt given only the lines
-that changed, appended, so duplicity's daily delta of it is small. Measured
+kept in cya's state, never in the backup); mtimes.txt left as it is and
+only what changed since it written to the small mtimes-changes.txt, so
+duplicity skips the large file on most days. Measured
 on 100,000 files in benchmarks/metadata.py.
 
 ``apply`` re-applies what was recorded for a restored path, in an order that
@@ -81,8 +82,10 @@ relative to /. To re-apply it to a plain `duplicity restore` into TARGET
     setfacl --restore=THIS_DIR/{formats.ACL_FILE}
     setfattr --no-dereference --restore=THIS_DIR/{formats.XATTR_FILE}
 
-{formats.HARDLINK_FILE}, {formats.SPARSE_FILE} and {formats.MTIME_FILE} hold hard-link groups,
-holes of sparse files and nanosecond mtimes; `cya restore` re-applies all five.
+{formats.HARDLINK_FILE}, {formats.SPARSE_FILE} and {formats.MTIME_FILE}
+(then {formats.MTIME_CHANGES_FILE}, whose lines win) hold hard-link groups, holes of
+sparse files and nanosecond mtimes; `cya restore` re-applies all of it. README.rst,
+"Restoring without cya", has a recipe for them too.
 """.encode()
 
 _PUNCH_HOLE = 0x02  # FALLOC_FL_PUNCH_HOLE
@@ -280,8 +283,8 @@ def _digest(data: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class _TimesState:
-    """What ``mtimes.txt`` held after the last recording: its digest, the size of the
-    part written afresh (the rest is appended changes) and its ``time_blocks``."""
+    """What ``mtimes.txt`` held after the last recording: its digest, its size and the
+    ``time_blocks`` it stands for (``mtimes-changes.txt`` holds the rest)."""
 
     digest: bytes
     base: int
@@ -389,17 +392,19 @@ class RecordCache:
             self._devices[dev] = found
         return found
 
-    def times_file(self, old: bytes | None, blocks: dict[bytes, bytes]) -> tuple[bytes, int]:
-        """The new content of ``mtimes.txt`` for ``blocks`` (``time_blocks``), given what it
-        holds now (None: nothing), and the size of the part written afresh: ``old`` with
-        the changes appended when it is what the cache noted and the appended part stays
-        under a quarter of the rest, else the file afresh."""
+    def times_files(self, old: bytes | None, blocks: dict[bytes, bytes]
+                    ) -> tuple[bytes, bytes, dict[bytes, bytes]]:
+        """The new content of ``mtimes.txt`` and ``mtimes-changes.txt`` for ``blocks``
+        (``time_blocks``), given what ``mtimes.txt`` holds now (None: nothing), and the
+        ``time_blocks`` that ``mtimes.txt`` stands for: ``old`` kept and what changed
+        since it in the changes file, when it is what the cache noted and the changes
+        stay under a quarter of it; else ``mtimes.txt`` afresh and no changes."""
         if old is not None and self.times is not None and _digest(old) == self.times.digest:
             changes = formats.time_changes(self.times.blocks, blocks)
-            if len(old) + len(changes) - self.times.base <= self.times.base // 4:
-                return old + changes, self.times.base
+            if len(changes) <= len(old) // 4:
+                return old, changes, self.times.blocks
         data = formats.format_time_blocks(blocks)
-        return data, len(data)
+        return data, b"", blocks
 
     def save(self) -> None:
         """Replace the cache file by what this recording saw (a crash leaves the old one
@@ -649,8 +654,9 @@ def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = (), *,
     test of an absolute path and whether it is a directory) leaves out what the backup
     leaves out: neither walked nor recorded. ``cache`` is a file where what was read is
     kept for the next recording, which then reads the xattrs only of inodes whose ctime
-    changed and appends to mtimes.txt only what changed (see RecordCache); without it,
-    every entry's xattrs are read and mtimes.txt is written afresh. Entries that vanish or
+    changed and writes only what changed since mtimes.txt, to mtimes-changes.txt (see
+    RecordCache); without it, every entry's xattrs are read and mtimes.txt is written
+    afresh. Entries that vanish or
     cannot be read while walking are counted, not fatal; raise OSError only if
     ``out_dir`` cannot be written."""
     started = time.perf_counter()
@@ -665,12 +671,12 @@ def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = (), *,
                        (formats.SPARSE_FILE, formats.format_sparse(scan.sparse)),
                        (README_FILE, README)):
         written += _write(out_dir / name, data)
-    blocks = formats.time_blocks(scan.time_groups)
     old = _read(out_dir / formats.MTIME_FILE)
-    data, base = seen.times_file(old, blocks)
+    data, changes, blocks = seen.times_files(old, formats.time_blocks(scan.time_groups))
     written += _write(out_dir / formats.MTIME_FILE, data, old)
+    written += _write(out_dir / formats.MTIME_CHANGES_FILE, changes)
     if cache is not None:
-        seen.times = _TimesState(_digest(data), base, blocks)
+        seen.times = _TimesState(_digest(data), len(data), blocks)
         try:
             seen.save()
         except OSError:

@@ -213,8 +213,8 @@ def round_trip(ext4):
         dup.backup(action, when)
         states[when] = state(src)
     assert states[FULL_TIME] != states[INCREMENTAL_TIME]
-    # the incremental's mtimes.txt is the full's with the changes appended
-    assert b"\n# changes\n" in (meta / formats.MTIME_FILE).read_bytes()
+    # the incremental's mtimes.txt is the full's, its changes in mtimes-changes.txt
+    assert (meta / formats.MTIME_CHANGES_FILE).read_bytes().startswith(b"# changes\n")
     return base, src, meta, dup, states
 
 

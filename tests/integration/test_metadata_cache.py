@@ -151,7 +151,13 @@ def test_a_damaged_or_future_cache_is_dropped(settled):
     assert record([src], meta, cache=cache).xattr_reads == stats.entries
 
 
-def test_mtimes_get_only_their_changes_appended_and_read_back_whole(ext4):
+def times_of(meta) -> dict:
+    """The nanosecond times a metadata directory records, as a restore reads them."""
+    return dict(formats.parse({name: read(meta, name) for name in
+                               (formats.MTIME_FILE, formats.MTIME_CHANGES_FILE)}).times)
+
+
+def test_mtimes_stay_and_only_their_changes_are_written_then_read_back_whole(ext4):
     base = ext4 / "mtimes-changes"
     src, meta, cache = base / "src", base / "meta", base / "cache"
     for number in range(200):
@@ -159,28 +165,36 @@ def test_mtimes_get_only_their_changes_appended_and_read_back_whole(ext4):
         os.utime(path, ns=(0, 1_600_000_000_000_000_000 + number * 1_000_001))
     record([src], meta, cache=cache)
     fresh = read(meta, formats.MTIME_FILE)
-    assert b"# changes" not in fresh
+    assert b"# changes" not in fresh and read(meta, formats.MTIME_CHANGES_FILE) == b""
+    first = os.stat(meta / formats.MTIME_FILE)
     os.utime(src / "d0" / "f000", ns=(0, 1_650_000_000_000_000_007))
     (src / "d1" / "f001").unlink()
     os.utime(write(src / "d2" / "new", b"n\n"), ns=(0, 1_650_000_000_000_000_009))
     stats = record([src], meta, cache=cache)
-    appended = read(meta, formats.MTIME_FILE)
-    assert appended.startswith(fresh) and b"\n# changes\n" in appended
-    assert stats.bytes_written == len(appended)
-    assert len(appended) - len(fresh) < len(fresh) // 4
-    assert dict(formats.parse_times(appended)) == ns_times(src)
+    # mtimes.txt untouched (duplicity skips it), the changes in the small file
+    kept = os.stat(meta / formats.MTIME_FILE)
+    assert (kept.st_ino, kept.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    changes = read(meta, formats.MTIME_CHANGES_FILE)
+    assert changes.startswith(b"# changes\n") and stats.bytes_written == len(changes)
+    assert len(changes) < len(fresh) // 4
+    assert times_of(meta) == ns_times(src)
     assert record([src], meta, cache=cache).bytes_written == 0  # nothing changed
+    # a second day: the changes are since mtimes.txt, not since the day before
+    os.utime(src / "d0" / "f002", ns=(0, 1_660_000_000_000_000_011))
+    record([src], meta, cache=cache)
+    assert read(meta, formats.MTIME_FILE) == fresh
+    assert b"f000" in read(meta, formats.MTIME_CHANGES_FILE)
+    assert times_of(meta) == ns_times(src)
     # the same state, written afresh without the cache, reads back the same
     record([src], base / "meta-fresh")
-    assert dict(formats.parse_times(read(base / "meta-fresh", formats.MTIME_FILE))) == \
-        dict(formats.parse_times(appended))
-    # changes past a quarter of the file: written afresh
+    assert times_of(base / "meta-fresh") == times_of(meta)
+    # changes past a quarter of mtimes.txt: written afresh, the changes emptied
     for path in (src / "d0").iterdir():
         os.utime(path, ns=(0, 1_700_000_000_000_000_001))
     record([src], meta, cache=cache)
     rewritten = read(meta, formats.MTIME_FILE)
-    assert b"# changes" not in rewritten
-    assert dict(formats.parse_times(rewritten)) == ns_times(src)
+    assert rewritten != fresh and read(meta, formats.MTIME_CHANGES_FILE) == b""
+    assert times_of(meta) == ns_times(src)
 
 
 def test_mtimes_are_written_afresh_when_the_file_is_not_what_the_cache_noted(ext4):
@@ -189,18 +203,32 @@ def test_mtimes_are_written_afresh_when_the_file_is_not_what_the_cache_noted(ext
     for number in range(40):
         os.utime(write(src / f"f{number:02d}", b"m\n"), ns=(0, 1_600_000_000_000_000_001))
     record([src], meta, cache=cache)
-    # someone (or an older cya) rewrote the file: appending to it would lose that
+    # someone (or an older cya) rewrote the file: changes against it would lose that
     wrong = read(meta, formats.MTIME_FILE).replace(b"1600000000000000001 f07",
                                                    b"1600000000000000002 f07")
     (meta / formats.MTIME_FILE).write_bytes(wrong)
     os.utime(src / "f00", ns=(0, 1_650_000_000_000_000_003))
     record([src], meta, cache=cache)
-    text = read(meta, formats.MTIME_FILE)
-    assert b"# changes" not in text
-    assert dict(formats.parse_times(text)) == ns_times(src)
+    assert read(meta, formats.MTIME_CHANGES_FILE) == b""
+    assert times_of(meta) == ns_times(src)
     (meta / formats.MTIME_FILE).unlink()
     record([src], meta, cache=cache)
-    assert dict(formats.parse_times(read(meta, formats.MTIME_FILE))) == ns_times(src)
+    assert times_of(meta) == ns_times(src)
+
+
+def test_an_older_mtimes_file_with_appended_changes_still_reads_and_is_kept(ext4):
+    """What an older cya wrote (changes appended to mtimes.txt) reads the same."""
+    base = ext4 / "mtimes-older"
+    src, meta = base / "src", base / "meta"
+    for number in range(40):
+        os.utime(write(src / f"f{number:02d}", b"m\n"), ns=(0, 1_600_000_000_000_000_001))
+    record([src], meta)
+    os.utime(src / "f00", ns=(0, 1_650_000_000_000_000_003))
+    appended = read(meta, formats.MTIME_FILE) + b"# changes\n/" + \
+        str(src).lstrip("/").encode() + b"\n1650000000000000003 f00\n"
+    assert dict(formats.parse_times(appended)) == ns_times(src)
+    (meta / formats.MTIME_FILE).write_bytes(appended)
+    assert times_of(meta) == ns_times(src)
 
 
 def test_excluded_trees_are_neither_walked_nor_recorded(ext4, monkeypatch):
