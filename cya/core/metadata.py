@@ -33,12 +33,13 @@ directory holds six files; every name in them is relative to ``/``
     mtime any more. Later lines win. Format 1 (``<mtime nanoseconds> <name>``
     with the whole name) is still read.
 ``mtimes-changes.txt``
-    What changed since ``mtimes.txt`` was written, in the same lines after a
-    ``# changes`` line: read after ``mtimes.txt``, so its lines win. A backup
-    rewrites only this small file while ``mtimes.txt`` stays as it is (duplicity
+    What changed since ``mtimes.txt`` was written, in the same lines: each
+    backup appends its changes after a ``# changes`` line; read after
+    ``mtimes.txt``, so its lines win. ``mtimes.txt`` stays as it is (duplicity
     then skips it, where a delta of the whole file cost about a second a day at
-    100,000 files); once the changes pass a quarter of ``mtimes.txt``, that is
-    written afresh and this file emptied. (Older versions appended the changes
+    100,000 files, and stores only the appended lines of this one); once the
+    changes pass a quarter of ``mtimes.txt``, that is written afresh and this
+    file emptied. (Older versions appended the changes
     to ``mtimes.txt`` itself; such a file still reads the same.)
 
 Each of cya's own three files starts with a ``# cya ...`` line naming its

@@ -179,11 +179,13 @@ def test_mtimes_stay_and_only_their_changes_are_written_then_read_back_whole(ext
     assert len(changes) < len(fresh) // 4
     assert times_of(meta) == ns_times(src)
     assert record([src], meta, cache=cache).bytes_written == 0  # nothing changed
-    # a second day: the changes are since mtimes.txt, not since the day before
+    # a second day: its changes appended, the first day's kept before them
     os.utime(src / "d0" / "f002", ns=(0, 1_660_000_000_000_000_011))
-    record([src], meta, cache=cache)
+    stats = record([src], meta, cache=cache)
     assert read(meta, formats.MTIME_FILE) == fresh
-    assert b"f000" in read(meta, formats.MTIME_CHANGES_FILE)
+    second = read(meta, formats.MTIME_CHANGES_FILE)
+    assert second.startswith(changes) and second.count(b"# changes\n") == 2
+    assert b"f000" not in second[len(changes):]
     assert times_of(meta) == ns_times(src)
     # the same state, written afresh without the cache, reads back the same
     record([src], base / "meta-fresh")
