@@ -25,7 +25,7 @@ def test_readme_starts_with_exactly_two_commands_and_ci_runs_the_second():
     assert len(commands) == 2
     install_and_backup, install_and_test = commands
     assert "cya init" in install_and_backup and "cya backup" in install_and_backup
-    assert "[test]" in install_and_test and "pytest" in install_and_test
+    assert "requirements-test.txt" in install_and_test and "pytest" in install_and_test
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert install_and_test in ci
 
