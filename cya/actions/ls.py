@@ -225,7 +225,7 @@ def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileL
     """The files of the newest backup at or before ``asked`` (from the archive's
     encrypted index when only the archive holds it, or holds a nearer one)."""
     names = RemoteNames.of(settings.remote_sources)
-    path = names.local(path) if path else path
+    asked_path, path = path, names.local(path) if path else path
     with open_tree(settings, write=False, locked=False) as opened, \
             FileLister(opened.tree, opened.catalog, settings,
                        fileindex.under(path or "")) as lister, _no_collection():
@@ -240,6 +240,6 @@ def file_listing(settings: Settings, asked: datetime, path: str | None) -> FileL
                            "see what there is with: cya ls")
         found, from_index = lister.listing(backup, archived=cost is not None)
     if path and not found:
-        raise CyaError(f"{path} is not in the backup of {show_time(backup.time)}",
+        raise CyaError(f"{asked_path} is not in the backup of {show_time(backup.time)}",
                        "list the whole backup with: cya ls --date D")
     return FileListing(asked, backup, found, from_index, cost, names)
