@@ -3,6 +3,13 @@ the installed ``cya`` entry point (a real process, real duplicity)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -20,3 +27,43 @@ def ws(tmp_path) -> Workspace:
     workspace = Workspace(tmp_path)
     workspace.init()
     return workspace
+
+
+def _agent_homes() -> dict[int, str]:
+    """{pid: --homedir} of every live gpg-agent that names its home."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and argv[0].endswith("gpg-agent") and "--homedir" in argv:
+            found[int(proc.name)] = argv[argv.index("--homedir") + 1]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_gpg_home_and_tools(tmp_path_factory) -> Iterator[None]:
+    """The suite never touches the real ~/.gnupg and leaves no gpg-agent behind: plain
+    duplicity and gpg in tests get a gpg home of the session's own, and every agent
+    started under it or under the tests' temporary directories is stopped at the end.
+    System tools in /usr/sbin and /sbin (mkfs.ext4, sshd) are found whatever PATH the
+    suite was started with."""
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    os.environ["PATH"] = os.pathsep.join(path + [d for d in ("/usr/sbin", "/sbin")
+                                                 if d not in path])
+    home = Path(tempfile.mkdtemp(prefix="cya-test-gnupg-"))
+    home.chmod(0o700)
+    os.environ["GNUPGHOME"] = str(home)
+    try:
+        yield
+    finally:
+        tops = (str(home), str(tmp_path_factory.getbasetemp()))
+        for agent_home in set(_agent_homes().values()):
+            if agent_home.startswith(tops):
+                subprocess.run(["gpgconf", "--homedir", agent_home, "--kill", "all"],
+                               capture_output=True, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
