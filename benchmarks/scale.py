@@ -7,12 +7,16 @@ files changed, 0.2% added, 0.1% deleted a day), backed up by ``cya backup`` and 
 plain ``duplicity full|incremental SOURCE file://TARGET`` with the same passphrase:
 
 1. the first backup: cya's (a full) and a plain full, one pair;
-2. history, cya only: a backup on each Sunday (the first of its week, and of its
-   month when the week starts one) for half a year, seven days of churn before each;
-   the month and year chains come out as daily backups would leave them;
+2. history: a backup on each Sunday (the first of its week, and of its month when
+   the week starts one) for half a year, seven days of churn before each; the month
+   and year chains come out as daily backups would leave them. Plain duplicity backs
+   up the same Sundays into the chain of its first full (the "aged" chain);
 3. two weeks of daily pairs (cya, plain duplicity; the order alternates), plain
    duplicity starting a new chain on the first: plain days, the first backup of a
-   week and the first of a month, each as cya vs plain duplicity on the same data;
+   week and the first of a month, each as cya vs plain duplicity on the same data.
+   Each day the aged chain gets its increment too: cya's leaf reads a chain built
+   over the same months, so cya against the aged chain is cya's own cost, and the
+   aged chain against the fresh one what a long chain costs duplicity itself;
 4. restores, every one checked against the source as it was (SHA-256 of every file
    and symlink): the newest state (cya; plain duplicity's chain of 13 increments),
    the reference (plain duplicity, a full and 7 increments), and 30, 90 and 180 days
@@ -106,14 +110,17 @@ class Bench:
     def plain_target(self) -> Path:
         return self.work / f"plain-{self.chain}"
 
-    def plain_backup(self, day: date, full: bool = False) -> measure.Measured:
-        target = self.plain_target()
+    def plain_backup(self, day: date, full: bool = False, chain: int | None = None
+                     ) -> measure.Measured:
+        """A plain duplicity backup into ``chain`` (default: the current one)."""
+        chain = self.chain if chain is None else chain
+        target = self.work / f"plain-{chain}"
         action = "full" if full or not target.exists() else "incremental"
         target.mkdir(exist_ok=True)
         stamp = str(int(datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()))
         return measure.run([DUPLICITY, action, "--current-time", stamp,
                             "--archive-dir", str(self.work / "plain-cache"),
-                            "--name", f"plain-{self.chain}", "--num-retries", "1",
+                            "--name", f"plain-{chain}", "--num-retries", "1",
                             str(self.source.root), f"file://{target}"], self.plain_env)
 
     def record_state(self, day: date) -> None:
@@ -137,6 +144,7 @@ class Bench:
                 self.source.churn(day)
             self.record_state(day)
             runs.append(self.cya_backup(day))
+            self.plain_backup(day, chain=AGED)
             sunday += timedelta(days=7)
         while day < self.plan.daily_start - timedelta(days=1):
             day += timedelta(days=1)
@@ -156,14 +164,19 @@ class Bench:
                 self.plain_backup(day, full=True)
                 rows.setdefault("plain_day_unpaired", []).append(
                     {"cya": self.cya_backup(day).as_json()})
+                self.plain_backup(day, chain=AGED)
             elif number % 2:
                 plain = self.plain_backup(day)
+                aged = self.plain_backup(day, chain=AGED)
                 rows.setdefault(kind_of_day(day, previous), []).append(
-                    {"day": str(day), **pair(self.cya_backup(day), plain)})
+                    {"day": str(day), **pair(self.cya_backup(day), plain),
+                     "aged": aged.as_json()})
             else:
                 mine = self.cya_backup(day)
+                aged = self.plain_backup(day, chain=AGED)
                 rows.setdefault(kind_of_day(day, previous), []).append(
-                    {"day": str(day), **pair(mine, self.plain_backup(day))})
+                    {"day": str(day), **pair(mine, self.plain_backup(day)),
+                     "aged": aged.as_json()})
             previous, day, number = day, day + timedelta(days=1), number + 1
         rows.pop("plain_day_unpaired", None)
         return {kind: pairs_summary(pairs) for kind, pairs in rows.items()}
@@ -285,8 +298,17 @@ def summary(runs: list[measure.Measured]) -> dict:
             "own_rss_mb": round(max(r.own_rss_mb or 0 for r in runs), 1)}
 
 
+AGED = 0  # plain duplicity's first chain, kept going beside cya's history and days
+
+
 def pairs_summary(pairs: list[dict]) -> dict:
-    return {"pairs": len(pairs),
+    aged = [p for p in pairs if "aged" in p]
+    extra = {"aged_cpu_median": round(median([p["aged"]["cpu"] for p in aged]), 3),
+             "ratio_to_aged_cpu_median": round(median(
+                 [p["cya"]["cpu"] / p["aged"]["cpu"] for p in aged]), 3),
+             "aged_to_fresh_cpu_median": round(median(
+                 [p["aged"]["cpu"] / p["duplicity"]["cpu"] for p in aged]), 3)} if aged else {}
+    return {**extra, "pairs": len(pairs),
             "cya_wall_median": round(median([p["cya"]["wall"] for p in pairs]), 3),
             "cya_cpu_median": round(median([p["cya"]["cpu"] for p in pairs]), 3),
             "duplicity_wall_median": round(median([p["duplicity"]["wall"] for p in pairs]), 3),
