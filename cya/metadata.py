@@ -638,10 +638,22 @@ def _read(path: Path) -> bytes | None:
 
 def _write(path: Path, data: bytes, old: bytes | None = None) -> int:
     """Write ``data`` durably unless the file already holds it (``old``: what it holds,
-    when known); return the bytes written."""
+    when known); return the bytes written.
+
+    duplicity takes a file whose size and mtime (to the second) are as before for
+    unchanged, so a file rewritten with as many bytes within the second of the last
+    write would not reach the backup: its mtime is then moved past the old one's
+    second."""
     if (old if old is not None else _read(path)) == data:
         return 0
+    try:
+        before = os.stat(path).st_mtime_ns // 10**9
+    except FileNotFoundError:
+        before = None
     atomic_write(path, data, 0o600)
+    if before is not None and os.stat(path).st_mtime_ns // 10**9 <= before:
+        later = (before + 1) * 10**9
+        os.utime(path, ns=(later, later))
     return len(data)
 
 

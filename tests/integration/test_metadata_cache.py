@@ -298,3 +298,16 @@ def test_recording_leaves_out_exactly_what_duplicity_leaves_out(ext4):
     assert os.fsencode(rel(src / "home" / "you" / "tmp")) in held  # a file, not a directory
     assert not any(b"/.cache" in name or name.lower().endswith(b".iso") for name in held)
     assert os.fsencode(rel(src / "a" / "x.cache")) in held
+
+
+def test_a_file_rewritten_within_its_second_still_looks_changed_to_duplicity(tmp_path):
+    """duplicity skips a file whose size and mtime (to the second) did not change: a
+    metadata file rewritten with as many bytes in the same second gets a later one."""
+    from cya.metadata import _write
+
+    path = tmp_path / "acl.txt"
+    for number in range(20):  # well within a second, every write the same size
+        before = os.stat(path).st_mtime_ns // 10**9 if path.exists() else -1
+        assert _write(path, b"user:nobody:r%d-\n" % (number % 10)) > 0
+        assert os.stat(path).st_mtime_ns // 10**9 > before
+    assert _write(path, path.read_bytes()) == 0  # the same content: not touched
