@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks import archive, archiveoverhead, costmodel, overhead, scale, simulate, treeops
-from benchmarks.common import DUPLICITY
+from benchmarks.common import DUPLICITY, own_gnupg
 
 
 def machine() -> str:
@@ -48,7 +48,7 @@ def main() -> None:
     days = args.days or (20 if args.quick else 365)
     os.environ["PATH"] = f"{Path(__import__('sys').executable).parent}:{os.environ['PATH']}"
     results: dict = {"machine": machine(), "quick": args.quick}
-    with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+    with tempfile.TemporaryDirectory(dir=args.work) as scratch, own_gnupg(Path(scratch)):
         work = Path(scratch)
         for name, job in (("overhead", lambda: overhead.run(work, args.quick, args.seed)),
                           ("simulate", lambda: simulate.run(work, args.quick, args.seed, days)),

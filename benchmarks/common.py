@@ -10,6 +10,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -145,3 +147,22 @@ def fresh(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+@contextmanager
+def own_gnupg(scratch: Path) -> Iterator[None]:
+    """Plain duplicity and gpg in a benchmark use a gpg home under ``scratch``, never
+    the real ~/.gnupg, and the agent they start there is stopped at the end."""
+    home = scratch / "gnupg"
+    home.mkdir(mode=0o700)
+    before = os.environ.get("GNUPGHOME")
+    os.environ["GNUPGHOME"] = str(home)
+    try:
+        yield
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
+                       capture_output=True, timeout=60)
+        if before is None:
+            os.environ.pop("GNUPGHOME", None)
+        else:
+            os.environ["GNUPGHOME"] = before

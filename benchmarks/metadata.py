@@ -37,7 +37,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from benchmarks.common import DUPLICITY, Source, base_env, median
+from benchmarks.common import DUPLICITY, Source, base_env, median, own_gnupg
 from cya import metadata
 from cya.core import metadata as formats
 from cya.duplicity import glob_escape
@@ -282,7 +282,7 @@ def main() -> None:
     args = parser.parse_args()
     from benchmarks.__main__ import machine, print_section
 
-    with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+    with tempfile.TemporaryDirectory(dir=args.work) as scratch, own_gnupg(Path(scratch)):
         result = {"machine": machine(), **run(Path(scratch), args.files, args.pairs, args.seed,
                                               tuple(args.exclude))}
     print_section("metadata", result)
