@@ -31,6 +31,8 @@ class Workspace:
 
     base: Path
     env: dict = field(default_factory=dict)
+    # a clone's: the source path its backups hold (the original workspace's)
+    original_source: Path | None = None
 
     def __post_init__(self) -> None:
         self.source = self.base / "source"
@@ -162,9 +164,10 @@ def restored_source(restore_root: Path, source: Path) -> Path:
 
 
 def clone(ws: Workspace, base: Path) -> Workspace:
-    """A copy of a workspace at ``base`` (hardlinks kept), its config pointed at the copy."""
+    """A copy of a workspace at ``base`` (hardlinks kept), its config pointed at the copy;
+    ``original_source`` says what source path the copied backups hold."""
     subprocess.run(["cp", "-a", str(ws.base), str(base)], check=True)
-    copy = Workspace(base)
+    copy = Workspace(base, original_source=ws.original_source or ws.source)
     text = copy.config.read_text().replace(str(ws.base), str(base))
     copy.config.write_text(text)
     copy.config.chmod(0o600)

@@ -58,9 +58,7 @@ def made(tmp_path_factory):
 def copy(made, tmp_path) -> tuple[Workspace, dict]:
     """A copy of the made workspace of the test's own (its config pointing at the copy)."""
     original, states = made
-    ws = clone(original, tmp_path / "ws")
-    ws.original_source = original.source  # what the made backups hold
-    return ws, states
+    return clone(original, tmp_path / "ws"), states
 
 
 @pytest.fixture
@@ -144,7 +142,7 @@ def leftovers(ws: Workspace, target: Path) -> list[str]:
 
 def backed_up(ws: Workspace) -> Path:
     """The source path the workspace's earlier backups hold (a copy's are the original's)."""
-    return getattr(ws, "original_source", ws.source)
+    return ws.original_source or ws.source
 
 
 def assert_restores(ws: Workspace, states: dict, tmp_path: Path, days=None) -> None:

@@ -66,7 +66,6 @@ def copy(made, tmp_path):
     ws.source = ws.base / "data" / "src"
     ws.keys = ws.base / "keys"
     ws.home = ws.base / "home"
-    ws.original_source = original.source
     ws.states = states
     assert str(ws.keys / "passphrase") in ws.config.read_text()
     return ws

@@ -35,9 +35,7 @@ def made(tmp_path_factory):
 @pytest.fixture
 def copy(made, tmp_path) -> tuple[Workspace, dict]:
     original, states = made
-    ws = clone(original, tmp_path / "ws")
-    ws.original_source = original.source  # what the backups hold
-    return ws, states
+    return clone(original, tmp_path / "ws"), states
 
 
 def holders(ws: Workspace, name: str) -> list[str]:

@@ -6,24 +6,15 @@ from hypothesis import strategies as st
 from cya.core.names import (
     backup_sets,
     complete_backup_times,
-    format_time,
     manifest_last,
     parse_name,
     parse_time,
 )
+from tests.unit.trees import names_of_set
 
+# wider than trees.times: names and stamps parse for any year duplicity could write
 times = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2200, 1, 1)).map(
     lambda t: t.replace(microsecond=0, tzinfo=UTC))
-
-
-def names_of_set(start, end, full, volumes, suffix):
-    stamp = format_time(start) if full else f"{format_time(start)}.to.{format_time(end)}"
-    kind = "full" if full else "inc"
-    sig = "full-signatures" if full else "new-signatures"
-    manifest_suffix = ".gpg" if suffix == "gpg" else ""
-    return ([f"duplicity-{kind}.{stamp}.vol{i}.difftar.{suffix}" for i in range(1, volumes + 1)]
-            + [f"duplicity-{sig}.{stamp}.sigtar.{suffix}",
-               f"duplicity-{kind}.{stamp}.manifest{manifest_suffix}"])
 
 
 @given(times, st.integers(0, 10**7), st.booleans(), st.integers(1, 5),

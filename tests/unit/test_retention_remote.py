@@ -171,17 +171,31 @@ def archived_points(tree: dict[Level, set[str]]) -> dict[str, Level]:
     return {format_time(r.time): r.level for r in restorable(view_of(tree))}
 
 
-@few
-@given(backup_moments, st.integers(1, 3))
-def test_a_point_the_tree_holds_is_kept(moments, keep):
-    keep_for = keep_fn(keep)
+def held_by(tree: dict[Level, set[str]]) -> set[str]:
+    """The backup times a tree can restore."""
+    return {format_time(r.time) for r in restorable(view_of(tree))}
+
+
+def decide(points: dict[str, Level], tree: dict[Level, set[str]], keep_for) -> dict:
+    """keep_points for ``points`` beside ``tree`` as it is now (its newest leaf current)."""
+    view = view_of(tree)
+    return keep_points(points, held_by(tree), view.levels(), view.chained(),
+                       [view.newest_leaf()], keep_for, [], 0)
+
+
+def kept_after_trim(moments, keep_for) -> tuple[dict, dict, set[str], dict]:
+    """Backups at ``moments``, each archived as made, then the tree trimmed by its own
+    rules: (the points, the trimmed tree, what it still holds, keep_points' decisions)."""
     tree = grow(moments)
     points = archived_points(tree)
     after = trimmed(tree, keep_for)
-    view = view_of(after)
-    held = {format_time(r.time) for r in restorable(view)}
-    decisions = keep_points(points, held, view.levels(), view.chained(),
-                            [view.newest_leaf()], keep_for, [], 0)
+    return points, after, held_by(after), decide(points, after, keep_for)
+
+
+@few
+@given(backup_moments, st.integers(1, 3))
+def test_a_point_the_tree_holds_is_kept(moments, keep):
+    points, _, held, decisions = kept_after_trim(moments, keep_fn(keep))
     assert set(decisions) == {f"backup {t}" for t in points}
     for time in held:
         assert decisions[f"backup {time}"] == (True, "the tree holds it")
@@ -192,15 +206,9 @@ def test_a_point_the_tree_holds_is_kept(moments, keep):
 def test_a_point_whose_level_the_trim_rules_delete_is_dropped():
     # daily backups through March 2013 (Sunday weeks: 03-03 .. 03-31)
     moments = [datetime(2013, 3, 3, 12, tzinfo=UTC) + timedelta(days=d) for d in range(29)]
-    tree = grow(moments)
-    points = archived_points(tree)
-    after = trimmed(tree, keep_fn(2))
+    points, after, _, decisions = kept_after_trim(moments, keep_fn(2))
     assert sorted(level.name for level in after if level.kind == "week") == [
         "2013-03-24", "2013-03-31"]
-    view = view_of(after)
-    held = {format_time(r.time) for r in restorable(view)}
-    decisions = keep_points(points, held, view.levels(), view.chained(),
-                            [view.newest_leaf()], keep_fn(2), [], 0)
     # a Tuesday of a trimmed week: not held, and its week is beyond the 2 newest
     keep, why = decisions["backup 20130305T120000Z"]
     assert not keep and "2000/2010/2013/2013-03/2013-03-03" in why
@@ -209,8 +217,7 @@ def test_a_point_whose_level_the_trim_rules_delete_is_dropped():
     # the newest two weeks are kept whole
     assert all(decisions[f"backup {t}"][0] for t in points if t >= "20130324")
     # with keep_week 5 the rules keep every week of March: nothing is dropped
-    decisions = keep_points(points, held, view.levels(), view.chained(),
-                            [view.newest_leaf()], keep_fn(2, week=5), [], 0)
+    decisions = decide(points, after, keep_fn(2, week=5))
     assert all(keep for keep, _ in decisions.values())
 
 
@@ -232,13 +239,7 @@ def test_an_empty_tree_drops_nothing_the_tree_kept(moments, keep):
     as archive prune does it), the bucket keeps every point it kept while the tree was
     there: losing the tree must not shorten the history off-site."""
     keep_for = keep_fn(keep)
-    tree = grow(moments)
-    points = archived_points(tree)
-    after = trimmed(tree, keep_for)
-    view = view_of(after)
-    held = {format_time(r.time) for r in restorable(view)}
-    before = keep_points(points, held, view.levels(), view.chained(), [view.newest_leaf()],
-                         keep_for, [], 0)
+    points, _, _, before = kept_after_trim(moments, keep_for)
     still = {t: level for t, level in points.items() if before[f"backup {t}"][0]}
     lost = keep_points(still, (), (), (), [max(still.values())], keep_for, [], 0)
     assert {name for name, (keep, _) in lost.items() if not keep} == set()
