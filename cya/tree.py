@@ -84,6 +84,13 @@ class Tree:
         before each backup and included in it (cya/metadata.py)."""
         return self.state / "metadata"
 
+    @property
+    def metadata_cache(self) -> Path:
+        """What the last metadata recording read (cya/metadata.RecordCache): kept in the
+        tree's state, never in a backup; losing it only makes the next recording read
+        everything."""
+        return self.state / "metadata-cache"
+
     def level_dir(self, level: Level) -> Path:
         return self.root.joinpath(*level.names)
 

@@ -414,7 +414,10 @@ def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
     crash_point("after-seed")
     never = _never(tree.root, cache.archive_dir) + also_never
     recorded = Path(os.path.realpath(tree.metadata))
-    stats = metadata.record(sources, recorded, skip=never)
+    settings = opened.settings
+    stats = metadata.record(
+        sources, recorded, skip=never, cache=tree.metadata_cache,
+        exclude=metadata.exclusion(settings.exclude) if settings.exclude else None)
     log.info("metadata: %s", stats.summary())
     journal.metadata = str(recorded)
     argv = duplicity.backup_argv(

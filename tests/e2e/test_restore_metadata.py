@@ -54,3 +54,36 @@ def test_cya_restore_puts_back_what_duplicity_drops(ext4, tmp_path):  # noqa: F8
     # the ACLs (default ACL included) and xattrs of what the path holds, as the tools print
     assert acls_of(part, "b") == acls_of(ws.source, "b") != []
     assert xattrs_of(part, "b") == xattrs_of(ws.source, "b")
+
+
+def test_cya_backup_records_with_its_cache_and_leaves_out_what_it_excludes(tmp_path):
+    """Through ``cya backup``: an excluded file's name is in no metadata file; the next
+    backup leaves mtimes.txt as it was and appends the day's change to
+    mtimes-changes.txt; a restore of that backup still gets the exact new time."""
+    ws = Workspace(tmp_path / "ws")
+    ws.init()
+    ws.config.write_text(ws.config.read_text().replace(
+        "exclude = []", 'exclude = ["**/secret.key"]'))
+    for number in range(30):
+        path = ws.source / f"f{number:02d}.txt"
+        path.write_text(f"{number}\n")
+        os.utime(path, ns=(0, 1_600_000_000_000_000_000 + number * 1_000_001))
+    (ws.source / "secret.key").write_text("k\n")
+    ws.backup("2012-12-04T12:00")
+    recorded = ws.tree / ".cya" / "metadata"
+    assert (ws.tree / ".cya" / "metadata-cache").is_file()
+    for name in os.listdir(recorded):
+        assert b"secret.key" not in (recorded / name).read_bytes(), name
+    first = os.stat(recorded / "mtimes.txt")
+    os.utime(ws.source / "f07.txt", ns=(0, 1_650_000_000_000_000_007))
+    ws.backup("2012-12-05T12:00")
+    kept = os.stat(recorded / "mtimes.txt")
+    assert (kept.st_ino, kept.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    changes = (recorded / "mtimes-changes.txt").read_bytes()
+    assert changes.startswith(b"# changes\n") and b"1650000000000000007 f07.txt" in changes
+    target = tmp_path / "restored"
+    ws.cya("restore", "--date", "2012-12-05", "--target", str(target))
+    restored = target / str(ws.source).lstrip("/")
+    assert os.stat(restored / "f07.txt").st_mtime_ns == 1_650_000_000_000_000_007
+    assert os.stat(restored / "f08.txt").st_mtime_ns == 1_600_000_000_008_000_008
+    assert not (restored / "secret.key").exists()
