@@ -84,17 +84,9 @@ class MountedSources:
 
     @property
     def mapping(self) -> dict[str, str]:
-        """``{mount point: "user@host:/path"}`` for the mounted sources: record it with
-        the backup, and give it to ``core.remote.remote_name`` / ``local_name`` later."""
+        """``{mount point: "user@host:/path"}`` for the mounted sources: what
+        ``RemoteNames.of`` computes from the config alone, for browsing and restores."""
         return {str(mount.path): mount.source.spelling for mount in self.mounts}
-
-    def remote_name(self, path: str) -> str:
-        """``/…/mnt/me@h_srv-3fa2…/etc/x`` -> ``me@h:/srv/etc/x``; other paths unchanged."""
-        return remote_name(path, self.mapping)
-
-    def local_name(self, remote: str) -> str | None:
-        """``me@h:/srv/etc/x`` -> the path under its mount point, or None."""
-        return local_name(remote, self.mapping)
 
     def foreign(self) -> list[Path]:
         """What else is in the mount base — other live runs' mounts, lock files — for the

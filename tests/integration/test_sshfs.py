@@ -22,7 +22,7 @@ import pytest
 
 import cya
 from cya import config, sshfs
-from cya.core.remote import parse_remote
+from cya.core.remote import local_name, parse_remote, remote_name
 from cya.errors import ConfigError
 from tests.helpers import DUPLICITY
 from tests.sshd import Sshd, free_port, start_sshd
@@ -120,13 +120,16 @@ def test_names_map_between_the_mount_and_the_remote_spelling(server, base, remot
     with mount(server, [source], base) as mounts:
         (point,) = mounts.paths
         assert mounts.mapping == {str(point): source}
+        # browsing and restores compute the same mount points from the config alone
+        assert sshfs.RemoteNames.of([parse_remote(source)], base).mapping == mounts.mapping
         inside = point / "sub" / "random.bin"
-        assert mounts.remote_name(str(inside)) == f"{source}/sub/random.bin"
-        assert mounts.remote_name(str(inside).lstrip("/")) == f"{source}/sub/random.bin"
-        assert mounts.remote_name("/etc/passwd") == "/etc/passwd"
-        assert mounts.local_name(f"{source}/sub/random.bin") == str(inside)
-        assert mounts.local_name(source) == str(point)
-        assert mounts.local_name(f"{server.user}@otherhost:/x") is None
+        mapping = mounts.mapping
+        assert remote_name(str(inside), mapping) == f"{source}/sub/random.bin"
+        assert remote_name(str(inside).lstrip("/"), mapping) == f"{source}/sub/random.bin"
+        assert remote_name("/etc/passwd", mapping) == "/etc/passwd"
+        assert local_name(f"{source}/sub/random.bin", mapping) == str(inside)
+        assert local_name(source, mapping) == str(point)
+        assert local_name(f"{server.user}@otherhost:/x", mapping) is None
     with mount(server, [source, source], base) as again:
         assert again.paths == (point,)  # the same path in every run, each source once
         assert again.failed == ()
@@ -146,7 +149,7 @@ HOLDER = """
 import sys, time
 from pathlib import Path
 from cya import sshfs
-from cya.core.remote import parse_remote
+from cya.core.remote import local_name, parse_remote, remote_name
 with sshfs.mounted([parse_remote(sys.argv[1])], sys.argv[3:], base=Path(sys.argv[2]),
                    ssh_config="/dev/null") as mounts:
     print("mounted", *mounts.paths, flush=True)
