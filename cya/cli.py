@@ -37,7 +37,7 @@ from cya.core.dates import (
 )
 from cya.core.fileindex import shown
 from cya.core.remote import looks_remote
-from cya.errors import EXIT_FAILED, CyaError, UsageError, from_os_error
+from cya.errors import EXIT_FAILED, CyaError, Stopped, UsageError, from_os_error
 
 if TYPE_CHECKING:
     from cya.actions.archive import ArchiveResult
@@ -105,14 +105,6 @@ class Live:
             sys.stderr.write("\r" + " " * self.shown + "\r")
             sys.stderr.flush()
             self.shown = 0
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP outside a child process: stop like Ctrl-C, cleaning up."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 def _stop(signum: int, _frame: object) -> None:

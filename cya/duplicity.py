@@ -200,7 +200,8 @@ class Duplicity:
                            secrets=[self.passphrase or ""], pass_fds=pass_fds,
                            stall_after=float(os.environ.get(STALL_ENV, "600")),
                            keep_output=output, on_line=count if live else None,
-                           on_poll=(lambda: live(seen[0])) if live else None)
+                           on_poll=(lambda: live(seen[0])) if live else None,
+                           report_signal=True)
         try:
             records = read_log(log_file, skip=FILE_CHANGES if changes else ())
         finally:

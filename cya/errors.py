@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TEMPFAIL = 75
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C, cleaning up (``signum`` says which)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stopped_by(signum: int) -> KeyboardInterrupt:
+    """The exception a signal cya was sent becomes: Ctrl-C's own for SIGINT."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Stopped(signum)
 
 
 class CyaError(Exception):

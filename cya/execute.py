@@ -9,8 +9,11 @@ Every child runs in a process group of its own, and nothing cya waits on can han
 it forever:
 
 * SIGINT (Ctrl-C), SIGTERM and SIGHUP sent to cya are forwarded to the child's
-  whole group (duplicity and the gpg processes it started), and ``Completed.signalled``
-  says so: the caller undoes its step and says what it undid;
+  whole group (duplicity and the gpg processes it started); a group still there
+  ``GRACE_SECONDS`` later is killed. Then ``run`` raises what the signal means
+  (KeyboardInterrupt, errors.Stopped), so no caller can swallow a Ctrl-C and go on —
+  except one that asks with ``report_signal`` (duplicity, hooks), which gets
+  ``Completed.signalled``, undoes its step and says what it undid;
 * on Linux the child is killed if cya dies, so a killed run leaves no writer;
 * ``timeout`` bounds the run; ``stall_after`` ends a run whose process group used no
   CPU and did no I/O for that long (a deadlock between duplicity and gpg, for one);
@@ -32,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cya.errors import CommandFailed
+from cya.errors import CommandFailed, stopped_by
 
 log = logging.getLogger("cya")
 TAIL_LINES = 30
@@ -102,12 +105,19 @@ def group_activity(group: int) -> int | None:
     return total if found else None
 
 
+def signal_group(group: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when no process of it is left."""
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop_group(group: int) -> None:
     """SIGTERM a process group, then SIGKILL what is left after a grace period."""
     for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(group, sig)
-        except ProcessLookupError:
+        if not signal_group(group, sig):
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -129,6 +139,7 @@ def run(
     keep_output: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     on_poll: Callable[[], None] | None = None,
+    report_signal: bool = False,
 ) -> Completed:
     """Run ``argv`` to completion and return its exit status and output tail.
 
@@ -136,21 +147,23 @@ def run(
     ``keep_output``: write the whole output there (else a temporary file).
     ``on_line`` is called with each new line of output while the child runs, ``on_poll``
     every few tenths of a second (progress on a terminal).
-    Raise CommandFailed if the program cannot be started.
+    Raise CommandFailed if the program cannot be started, and KeyboardInterrupt or
+    errors.Stopped when cya was sent a signal while the child ran (unless
+    ``report_signal``: then ``Completed.signalled`` says which).
     """
     log.debug("running: %s", masked(argv, secrets))
     child_env = {k: v for k, v in os.environ.items() if k not in remove_env}
     child_env.update(env or {})
     parent = os.getpid()
     forwarded: list[int] = []
+    forwarded_at = [0.0]
     stopped: str | None = None
 
     def forward(signum: int, _frame: object) -> None:
+        if not forwarded:
+            forwarded_at[0] = time.monotonic()
         forwarded.append(signum)
-        try:
-            os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            pass
+        signal_group(process.pid, signum)
 
     output = (open(keep_output, "w+b") if keep_output is not None  # noqa: SIM115
               else tempfile.TemporaryFile())
@@ -188,7 +201,9 @@ def run(
                     read_to = _new_lines(output, read_to, on_line)
                 if on_poll is not None:
                     on_poll()
-                if timeout is not None and now - started > timeout:
+                if forwarded and now - forwarded_at[0] > GRACE_SECONDS:
+                    signal_group(process.pid, signal.SIGKILL)  # asked to stop, it did not
+                elif timeout is not None and now - started > timeout:
                     stopped = f"timed out after {_seconds(timeout)}"
                 elif stall_after is not None and now - active_at > min(stall_after, 5.0):
                     current = group_activity(process.pid)
@@ -210,6 +225,8 @@ def run(
         output.seek(0)
         tail = _tail(output.read())
     log.debug("exit status %s%s", returncode, f" ({stopped})" if stopped else "")
+    if forwarded and not report_signal:
+        raise stopped_by(forwarded[0])
     return Completed(tuple(argv), returncode, tail, forwarded[0] if forwarded else None,
                      stopped, keep_output)
 

@@ -101,7 +101,7 @@ def _run_one(kind: str, command: tuple[str, ...], env: dict[str, str], timeout: 
     program = command[0]
     log.info("%s: running %s", kind, shlex.join(command))
     try:
-        done = execute.run(command, env=env, timeout=timeout,
+        done = execute.run(command, env=env, timeout=timeout, report_signal=True,
                            on_line=lambda line: log.info("%s: %s", kind, line))
     except CommandFailed as error:
         raise HookFailed(f"{kind} hook {program} could not be started: {error.message}",

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,3 +193,22 @@ def children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
+
+
+def duplicity_children(pid: int, within: float = 30.0, poll: float = 0.01) -> list[int]:
+    """Wait until cya (``pid``) runs duplicity and return the pids of that child (not of
+    the gpgconf that starts gpg's agent first); [] if it did not within ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = []
+        for child in children(pid):
+            try:
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(Path(os.fsdecode(arg)).name == "duplicity" for arg in argv[:2]):
+                found.append(child)
+        if found:
+            return found
+        time.sleep(poll)
+    return []

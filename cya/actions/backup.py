@@ -54,6 +54,7 @@ from cya.errors import (
     ConfigError,
     CyaError,
     Interrupted,
+    Stopped,
     TimeWentBackwards,
     UsageError,
 )
@@ -315,7 +316,8 @@ def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
                   also_never, live)
     except (Interrupted, KeyboardInterrupt) as error:
         how = (" " + error.message.removeprefix("interrupted ")
-               if isinstance(error, Interrupted) else "")
+               if isinstance(error, Interrupted)
+               else f" by signal {error.signum}" if isinstance(error, Stopped) else "")
         if journal.phase == "captured":
             raise Interrupted(f"the backup at {show_time(time)} was interrupted{how} while "
                               "it was being put in place",

@@ -31,8 +31,8 @@ from tests.helpers import (
     Workspace,
     assert_one_line_error,
     change_source,
-    children,
     clone,
+    duplicity_children,
     restored_source,
     snapshot,
     tree_state,
@@ -525,26 +525,27 @@ def test_ctrl_c_undoes_the_backup_at_once(copy, tmp_path):
     ws, states = copy
     for number in range(4):  # enough that duplicity runs for several seconds
         (ws.source / f"random-{number}.bin").write_bytes(os.urandom(32 * 2**20))
-    run = subprocess.Popen([CYA, "-v", "--now", "2012-12-07T12:00", "backup"], env=ws.env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+    log = tmp_path / "cya.log"  # timestamped: where the time after SIGINT went
+    run = subprocess.Popen([CYA, "-vv", "--log-file", str(log), "--now", "2012-12-07T12:00",
+                            "backup"], env=ws.env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while not children(run.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        writers = children(run.pid)
+        writers = duplicity_children(run.pid)
         assert writers, "duplicity never started"
         time.sleep(1.0)
         assert run.poll() is None, "the backup ended before it could be interrupted"
         os.kill(run.pid, signal.SIGINT)  # cya alone, not its process group
+        signalled = time.monotonic()
         try:
             _out, err = run.communicate(timeout=10)
         except subprocess.TimeoutExpired:
-            raise AssertionError("cya was still running 10 s after SIGINT") from None
+            raise AssertionError("cya was still running 10 s after SIGINT; its log:\n"
+                                 + log.read_text()) from None
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.communicate()
+    print(f"cya ended {time.monotonic() - signalled:.1f} s after SIGINT")
     assert run.returncode == 1, err
     assert "Traceback" not in err and "Aborted!" not in err, err
     errors = [line for line in err.splitlines() if line.startswith("cya: error: ")]
@@ -579,10 +580,7 @@ def test_the_next_command_cleans_what_a_killed_restore_left(copy, tmp_path):
                             str(target)], env=ws.env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while not children(run.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        readers = children(run.pid)
+        readers = duplicity_children(run.pid)
         assert readers, "duplicity never started"
         time.sleep(0.5)
         assert run.poll() is None, "the restore ended before it could be killed"

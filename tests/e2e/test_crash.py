@@ -19,8 +19,8 @@ from tests.helpers import (
     CYA,
     Workspace,
     change_source,
-    children,
     clone,
+    duplicity_children,
     restored_source,
     snapshot,
     with_backups,
@@ -96,10 +96,7 @@ def test_kill_at_a_random_instant_inside_duplicity(made, tmp_path):
     ws = clone(made, tmp_path / "ws")
     cya = subprocess.Popen([CYA, "--now", "2012-12-09T12:00", "backup"], env=ws.env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not children(cya.pid) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    writers = children(cya.pid)
+    writers = duplicity_children(cya.pid, poll=0.005)
     assert writers, "duplicity never started"
     time.sleep(rng.uniform(0.05, 0.6))
     os.kill(cya.pid, signal.SIGKILL)

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers import CYA, Workspace, assert_one_line_error, children
+from tests.helpers import CYA, Workspace, assert_one_line_error, duplicity_children
 
 
 def _all_cmdlines() -> list[bytes]:
@@ -30,10 +30,7 @@ def test_second_run_exits_75_at_once_and_no_passphrase_in_argv(tmp_path):
     secret = ws.passphrase().encode()
     first = subprocess.Popen([CYA, "--now", "2012-12-04T12:00", "backup"], env=ws.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while not children(first.pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert children(first.pid), "duplicity never started"
+    assert duplicity_children(first.pid), "duplicity never started"
     for _ in range(5):
         assert not any(secret in line for line in _all_cmdlines())
         time.sleep(0.05)
@@ -56,10 +53,7 @@ def test_sigterm_reaches_duplicity_and_the_run_is_undone(tmp_path):
         (ws.source / f"random-{number}.bin").write_bytes(os.urandom(40 * 2**20))
     run = subprocess.Popen([CYA, "--now", "2012-12-04T12:00", "backup"], env=ws.env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not children(run.pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    writers = children(run.pid)
+    writers = duplicity_children(run.pid)
     assert writers
     time.sleep(0.5)
     run.terminate()

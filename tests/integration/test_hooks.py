@@ -172,16 +172,6 @@ def test_hooks_of_other_kinds_do_not_run(tmp_path):
         run_hooks("before_lunch", hooks, context(tmp_path))
 
 
-def test_execute_run_gives_status_and_tail_and_a_timed_child_leads_its_own_group():
-    done = execute.run(["sh", "-c", "echo out; echo err >&2; exit 4"])
-    assert done.returncode == 4 and done.tail == ("out", "err")
-    assert done.stopped is None and done.signalled is None
-    done = execute.run([PYTHON, "-c", "import os; print(os.getpgrp(), os.getpid())"],
-                       timeout=10)
-    group, pid = done.tail[0].split()
-    assert group == pid and done.stopped is None
-
-
 # -- config ------------------------------------------------------------------------
 
 BASE = """
