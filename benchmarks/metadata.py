@@ -10,10 +10,11 @@
 2. A plain ``duplicity incremental`` of the source (from ``/`` with an
    ``--include``, as cya runs it) without the metadata, against ``record()``
    (with its cache, as ``cya backup``) plus the same incremental with the
-   metadata directory included; interleaved pairs (A B / B A) after a daily
-   churn of 1% changed, 0.2% added, 0.1% deleted. Wall time and CPU time
-   (user + system of this process for ``record()`` and of duplicity and its
-   children), since on a shared machine wall times are noisy.
+   metadata directory included (the selection options cya's own code gives);
+   interleaved pairs (A B / B A) after a daily churn of 1% changed, 0.2% added,
+   0.1% deleted. Wall time and CPU time (user + system of this process for
+   ``record()`` and of duplicity and its children), since on a shared machine
+   wall times are noisy.
 3. The ``exclude`` globs: ``record()`` of a small source of which half lies
    under ``.cache`` directories, with and without ``**/.cache`` excluded.
 
@@ -39,8 +40,9 @@ from pathlib import Path
 
 from benchmarks.common import DUPLICITY, Source, base_env, median, own_gnupg
 from cya import metadata
+from cya.config import Settings
 from cya.core import metadata as formats
-from cya.duplicity import glob_escape
+from cya.duplicity import selection
 
 START = 1_700_000_000  # the first backup's time; each later one a day on
 STATISTICS: dict[str, dict] = {}  # the last run's statistics per duplicity target
@@ -127,15 +129,13 @@ def duplicity_run(work: Path, name: str, includes: list[Path], when: int,
     target = work / name
     action = "incremental" if target.exists() and any(target.iterdir()) else "full"
     target.mkdir(exist_ok=True)
-    selection = []
-    for path in includes[1:]:  # cya's metadata directory first, as cya orders them
-        selection += ["--include", glob_escape(str(path))]
-    for pattern in exclude:
-        selection += ["--exclude", pattern]
-    selection += ["--include", glob_escape(str(includes[0]))]
+    # the selection cya gives duplicity: the source, then the metadata directory
+    settings = Settings(config_path=work / "config.toml", tree=work / "tree",
+                        sources=(includes[0],), exclude=exclude)
     argv = [DUPLICITY, action, "--no-encryption", "--current-time", str(when),
-            "--archive-dir", str(work / "dupcache"), "--name", name, *selection,
-            "--exclude", "**", "/", f"file://{target}"]
+            "--archive-dir", str(work / "dupcache"), "--name", name,
+            *selection(settings, includes[:1], never=(), also=includes[1:]),
+            f"file://{target}"]
     done = subprocess.run(argv, env=base_env(work), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"duplicity exited {done.returncode}: {done.stderr[-2000:]}")
