@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -557,6 +558,44 @@ def test_ctrl_c_undoes_the_backup_at_once(copy, tmp_path):
                    for pid in writers), "duplicity outlived the interrupted run"
     for number in range(4):
         (ws.source / f"random-{number}.bin").unlink()
+    assert_restores(ws, states, tmp_path, ["2012-12-06"])
+
+
+def test_ctrl_c_while_gpg_s_agent_starts_stops_the_backup_before_duplicity(copy, tmp_path):
+    """A signal that comes while cya waits on a helper (here ``gpgconf``, made slow) is
+    not swallowed: the run stops there; duplicity never starts."""
+    ws, states = copy
+    real = shutil.which("gpgconf")
+    assert real, "gpgconf is not installed"
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    started = tmp_path / "gpgconf-started"
+    (wrappers / "gpgconf").write_text(f"#!/bin/sh\ntouch {started}\nsleep 3\n"
+                                      f'exec {real} "$@"\n')
+    (wrappers / "gpgconf").chmod(0o755)
+    env = {**ws.env, "PATH": f"{wrappers}{os.pathsep}{ws.env['PATH']}"}
+    before = tree_state(ws.tree)
+    run = subprocess.Popen([CYA, "-vv", "--now", "2012-12-07T12:00", "backup"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert started.exists(), "gpgconf never ran"
+        os.kill(run.pid, signal.SIGINT)
+        _out, err = run.communicate(timeout=20)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("cya: error: ")]
+    assert len(errors) == 1 and "interrupted" in errors[0] and "undone" in errors[0], err
+    assert not re.search(r"running: \S*duplicity (full|incremental) ", err), "duplicity ran"
+    assert "Traceback" not in err
+    assert tree_state(ws.tree) == before
+    assert list((ws.tree / ".cya" / "staging").iterdir()) == []
     assert_restores(ws, states, tmp_path, ["2012-12-06"])
 
 
