@@ -37,7 +37,7 @@ from cya.core.dates import (
 )
 from cya.core.fileindex import shown
 from cya.core.remote import looks_remote
-from cya.errors import EXIT_FAILED, CyaError, Stopped, UsageError, from_os_error
+from cya.errors import EXIT_FAILED, CyaError, Stopped, UsageError, by_signal, from_os_error
 
 if TYPE_CHECKING:
     from cya.actions.archive import ArchiveResult
@@ -148,9 +148,8 @@ def _report(error: BaseException) -> tuple[str, str, int] | None:
     if isinstance(error, CyaError):
         return error.one_line(), error.detail, error.exit_code
     if isinstance(error, KeyboardInterrupt):
-        how = f" by signal {error.signum}" if isinstance(error, Stopped) else ""
-        return (f"interrupted{how}; what was under way was undone or is finished by the next "
-                "run, and nothing committed was lost", "", EXIT_FAILED)
+        return (f"interrupted{by_signal(error)}; what was under way was undone or is "
+                "finished by the next run, and nothing committed was lost", "", EXIT_FAILED)
     if isinstance(error, OSError):
         problem = from_os_error(error, "go on")
         return problem.one_line(), "", EXIT_FAILED

@@ -24,6 +24,12 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+def by_signal(error: KeyboardInterrupt) -> str:
+    """`` by signal N`` for a SIGTERM or SIGHUP, nothing for Ctrl-C: the words that
+    follow "interrupted" in a message."""
+    return f" by signal {error.signum}" if isinstance(error, Stopped) else ""
+
+
 def stopped_by(signum: int) -> KeyboardInterrupt:
     """The exception a signal cya was sent becomes: Ctrl-C's own for SIGINT."""
     return KeyboardInterrupt() if signum == signal.SIGINT else Stopped(signum)

@@ -54,9 +54,9 @@ from cya.errors import (
     ConfigError,
     CyaError,
     Interrupted,
-    Stopped,
     TimeWentBackwards,
     UsageError,
+    by_signal,
 )
 from cya.fsutil import crash_point, fsync_dir, remove_tree, require_space
 from cya.hooks import HookContext, run_hooks
@@ -316,8 +316,7 @@ def _backup(opened: OpenTree, placement: Placement, passphrase: str | None,
                   also_never, live)
     except (Interrupted, KeyboardInterrupt) as error:
         how = (" " + error.message.removeprefix("interrupted ")
-               if isinstance(error, Interrupted)
-               else f" by signal {error.signum}" if isinstance(error, Stopped) else "")
+               if isinstance(error, Interrupted) else by_signal(error))
         if journal.phase == "captured":
             raise Interrupted(f"the backup at {show_time(time)} was interrupted{how} while "
                               "it was being put in place",
