@@ -186,6 +186,25 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needl
         assert needle in lines[0], (needle, lines[0])
 
 
+def sh_program(directory: Path, name: str, body: str) -> Path:
+    """An executable ``sh`` script ``directory/name`` running ``body``: a stand-in for a
+    program, found first when ``directory`` leads PATH."""
+    directory.mkdir(exist_ok=True)
+    program = directory / name
+    program.write_text("#!/bin/sh\n" + body)
+    program.chmod(0o755)
+    return program
+
+
+def failing_duplicity(tmp_path: Path) -> tuple[dict, Path]:
+    """An environment where starting duplicity leaves a mark (the returned path) and
+    fails."""
+    marker = tmp_path / "duplicity-was-run"
+    script = sh_program(tmp_path / "fake-bin", "duplicity", f"touch {marker}\nexit 1\n")
+    return {"CYA_DUPLICITY": str(script),
+            "PATH": f"{script.parent}:{os.environ['PATH']}"}, marker
+
+
 def children(pid: int) -> list[int]:
     """The pids of a running process's children."""
     try:

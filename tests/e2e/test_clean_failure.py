@@ -35,6 +35,7 @@ from tests.helpers import (
     clone,
     duplicity_children,
     restored_source,
+    sh_program,
     snapshot,
     tree_state,
     with_backups,
@@ -567,12 +568,9 @@ def test_ctrl_c_while_gpg_s_agent_starts_stops_the_backup_before_duplicity(copy,
     ws, states = copy
     real = shutil.which("gpgconf")
     assert real, "gpgconf is not installed"
-    wrappers = tmp_path / "bin"
-    wrappers.mkdir()
     started = tmp_path / "gpgconf-started"
-    (wrappers / "gpgconf").write_text(f"#!/bin/sh\ntouch {started}\nsleep 3\n"
-                                      f'exec {real} "$@"\n')
-    (wrappers / "gpgconf").chmod(0o755)
+    wrappers = sh_program(tmp_path / "bin", "gpgconf",
+                          f'touch {started}\nsleep 3\nexec {real} "$@"\n').parent
     env = {**ws.env, "PATH": f"{wrappers}{os.pathsep}{ws.env['PATH']}"}
     before = tree_state(ws.tree)
     run = subprocess.Popen([CYA, "-vv", "--now", "2012-12-07T12:00", "backup"], env=env,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import sh_program
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = ROOT / "contrib"
 CRON_FILE = CONTRIB / "cron.d" / "cya"
@@ -63,11 +65,9 @@ def run_cron_line(tmp_path: Path, exit_status: int, prints: str) -> tuple[int, s
     """Run the job's command as cron would (sh -c, cron's PATH line with a fake cya
     first), the fake printing ``prints`` to stderr and exiting ``exit_status``."""
     fake = tmp_path / "bin"
-    fake.mkdir()
     calls = tmp_path / "calls"
-    (fake / "cya").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n'
-                              f"printf '%s' '{prints}' >&2\nexit {exit_status}\n")
-    (fake / "cya").chmod(0o755)
+    sh_program(fake, "cya", f'echo "$*" >> {calls}\n'
+                            f"printf '%s' '{prints}' >&2\nexit {exit_status}\n")
     _, _, command = cron_job()
     result = subprocess.run(["sh", "-c", cron_command(command)],
                             env={"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path),

@@ -30,6 +30,7 @@ from tests.helpers import (
     assert_one_line_error,
     change_source,
     clone,
+    failing_duplicity,
     restored_source,
     snapshot,
     tree_state,
@@ -375,21 +376,10 @@ def test_status_while_a_backup_runs_says_it_runs(one_backup, tmp_path):
     assert "interrupted" in ws.cya("status").stdout
 
 
-def _no_duplicity(tmp_path: Path) -> tuple[dict, Path]:
-    """An environment where starting duplicity leaves a mark and fails."""
-    fake = tmp_path / "fake-bin"
-    fake.mkdir()
-    marker = tmp_path / "duplicity-was-run"
-    script = fake / "duplicity"
-    script.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
-    script.chmod(0o755)
-    return {"CYA_DUPLICITY": str(script), "PATH": f"{fake}:{os.environ['PATH']}"}, marker
-
-
 @pytest.mark.parametrize("which", ["relative", "missing"])
 def test_a_wrong_restore_path_fails_fast_before_duplicity(one_backup, tmp_path, which):
     ws = one_backup
-    env, marker = _no_duplicity(tmp_path)
+    env, marker = failing_duplicity(tmp_path)
     if which == "relative":  # the right file, written without its leading /
         path, needles = str(ws.source / "journal.txt").lstrip("/"), ("absolute",)
     else:

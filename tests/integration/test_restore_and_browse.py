@@ -15,6 +15,7 @@ from tests.helpers import (
     assert_one_line_error,
     change_source,
     clone,
+    failing_duplicity,
     restored_source,
     snapshot,
     tree_state,
@@ -109,20 +110,9 @@ def test_restore_bad_date_and_dry_run(trimmed, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def no_duplicity(ws, tmp_path) -> dict:
-    """An environment where starting duplicity leaves a mark and fails."""
-    fake = tmp_path / "fake-bin"
-    fake.mkdir()
-    marker = tmp_path / "duplicity-was-run"
-    script = fake / "duplicity"
-    script.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
-    script.chmod(0o755)
-    return {"CYA_DUPLICITY": str(script), "PATH": f"{fake}:{os.environ['PATH']}"}, marker
-
-
 def test_ls_tree_and_json(trimmed, tmp_path):
     ws, _ = trimmed
-    env, marker = no_duplicity(ws, tmp_path)
+    env, marker = failing_duplicity(tmp_path)
     text = ws.cya("ls", env=env).stdout
     assert "2012-12-23" in text and "2012-12-02" not in text
     data = json.loads(ws.cya("ls", "--json", env=env).stdout)
@@ -150,7 +140,7 @@ def test_ls_tree_and_json(trimmed, tmp_path):
 
 def test_ls_date_lists_files_with_sizes(trimmed, tmp_path):
     ws, states = trimmed
-    env, marker = no_duplicity(ws, tmp_path)
+    env, marker = failing_duplicity(tmp_path)
     data = json.loads(ws.cya("ls", "--date", "2013-01-20", str(ws.source), "--json",
                              env=env).stdout)
     assert data["backup"] == "2013-01-15T12:00:00Z" and data["sizes_known"]
@@ -170,7 +160,7 @@ def test_ls_date_lists_files_with_sizes(trimmed, tmp_path):
 
 def test_find_names_backups_and_sizes(trimmed, tmp_path):
     ws, _ = trimmed
-    env, marker = no_duplicity(ws, tmp_path)
+    env, marker = failing_duplicity(tmp_path)
     found = json.loads(ws.cya("find", "note 3.txt", "--json", env=env).stdout)
     # note 3 exists from the 4th backup (12-18) until it is deleted two backups later
     assert [f["backup"] for f in found] == ["2012-12-18T12:00:00Z", "2012-12-25T12:00:00Z"]
@@ -184,7 +174,7 @@ def test_find_names_backups_and_sizes(trimmed, tmp_path):
 
 def test_status_json_and_max_age(trimmed, tmp_path):
     ws, _ = trimmed
-    env, marker = no_duplicity(ws, tmp_path)
+    env, marker = failing_duplicity(tmp_path)
     data = json.loads(ws.cya("--now", "2013-02-13T12:00", "status", "--json", env=env).stdout)
     assert data["last_backup"] == "2013-02-12T12:00:00Z"
     assert data["age_seconds"] == 86400
