@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.helpers import Workspace
+from tests.helpers import Workspace, live_processes
 
 # Properties are checked by their examples, not their speed: a loaded 2-core machine (CI,
 # or tests running beside each other) must not turn slow generation into a failure.
@@ -31,18 +31,9 @@ def ws(tmp_path) -> Workspace:
 
 def _agent_homes() -> dict[int, str]:
     """{pid: --homedir} of every live gpg-agent that names its home."""
-    found = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and argv[0].endswith("gpg-agent") and "--homedir" in argv:
-            found[int(proc.name)] = argv[argv.index("--homedir") + 1]
-    return found
+    return {pid: os.fsdecode(argv[argv.index(b"--homedir") + 1])
+            for pid, argv in live_processes().items()
+            if argv[0].endswith(b"gpg-agent") and b"--homedir" in argv}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -205,6 +205,25 @@ def failing_duplicity(tmp_path: Path) -> tuple[dict, Path]:
             "PATH": f"{script.parent}:{os.environ['PATH']}"}, marker
 
 
+def live_processes() -> dict[int, list[bytes]]:
+    """{pid: argv} of every process that is not a zombie (``/proc/PID/cmdline`` split at
+    its NULs, so the last item is empty; a kernel thread's argv is ``[b""]``)."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != b"Z":
+            found[int(entry.name)] = argv
+    return found
+
+
 def children(pid: int) -> list[int]:
     """The pids of a running process's children."""
     try:

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.helpers import live_processes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,19 +49,8 @@ def _stop_gpg_agents(home: Path) -> None:
 
 
 def _agents_under(home: Path) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and argv and argv[0].endswith(b"gpg-agent") and \
-                str(home).encode() in b" ".join(argv):
-            found.append(int(proc.name))
-    return found
+    return [pid for pid, argv in live_processes().items()
+            if argv[0].endswith(b"gpg-agent") and str(home).encode() in b" ".join(argv)]
 
 
 def _checkout_copy(target: Path) -> None:

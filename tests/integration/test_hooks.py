@@ -21,6 +21,7 @@ from cya import config, execute
 from cya.config import Hooks
 from cya.errors import ConfigError, HookFailed
 from cya.hooks import HookContext, run_hooks
+from tests.helpers import live_processes
 
 PYTHON = sys.executable
 ROOT = Path(cya.__file__).resolve().parents[1]
@@ -43,20 +44,8 @@ def dump_env(path: Path) -> tuple[str, ...]:
 
 def processes_with(marker: str) -> list[str]:
     """Command lines of running processes that mention ``marker``."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in cmdline and state != b"Z":
-            found.append(cmdline)
-    return found
+    lines = (b" ".join(argv).decode(errors="replace") for argv in live_processes().values())
+    return [line for line in lines if marker in line]
 
 
 def test_a_hook_is_told_the_run_in_its_environment(tmp_path):
@@ -253,6 +242,7 @@ from pathlib import Path
 from cya.config import Hooks
 from cya.errors import CyaError
 from cya.hooks import HookContext, run_hooks
+from tests.helpers import live_processes
 marker = sys.argv[1]
 hooks = Hooks(before_backup=(("sh", "-c", f"sleep {marker}5 & sleep {marker}6"),), timeout=60)
 print("started", flush=True)
