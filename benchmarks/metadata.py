@@ -92,7 +92,7 @@ def record_with_tools(source: Path, out: Path) -> None:
     for name, data in ((formats.ACL_FILE, acls), (formats.XATTR_FILE, b"".join(kept)),
                        (formats.HARDLINK_FILE, formats.format_links(groups)),
                        (formats.SPARSE_FILE, formats.format_sparse(scan.sparse)),
-                       (formats.MTIME_FILE, formats.format_times(scan.times))):
+                       (formats.MTIME_FILE, formats.format_time_blocks(scan.time_blocks))):
         metadata._write(out / name, data)
 
 

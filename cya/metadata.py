@@ -153,17 +153,30 @@ class _Scan:
     xattrs: list[FileXattrs] = field(default_factory=list)
     inodes: dict[tuple[int, int], list[bytes]] = field(default_factory=dict)
     sparse: list[SparseFile] = field(default_factory=list)
-    # (directory relative to /, [(mtime_ns, name)]): mtimes.txt's groups, in walk order
-    time_groups: list[tuple[bytes, list[tuple[int, bytes]]]] = field(default_factory=list)
+    # {directory relative to /: its lines}: mtimes.txt's blocks (``time_blocks``), in walk
+    # order, each made as soon as its directory is read (no tuple per name is kept)
+    time_blocks: dict[bytes, bytes] = field(default_factory=dict)
+    # the lines of the sources themselves, per directory (``/`` itself is in its own block)
+    root_times: dict[bytes, list[tuple[int, bytes]]] = field(default_factory=dict)
+    times: int = 0  # names with a line in mtimes.txt
     entries: int = 0
     unreadable: int = 0
     xattr_reads: int = 0
     excluded: int = 0
 
-    @property
-    def times(self) -> list[FileTime]:
-        return [FileTime(directory + b"/" + name if directory else name, mtime_ns)
-                for directory, group in self.time_groups for mtime_ns, name in group]
+    def timed(self, directory: bytes, group: list[tuple[int, bytes]]) -> None:
+        """Add the lines of the names of ``directory`` found with an exact time."""
+        self.times += len(group)
+        merged = self.root_times.get(directory)
+        if merged is not None:  # a directory holding a source (or ``/``, a source itself)
+            merged.extend(group)
+            self.time_blocks[directory] = formats.time_block(merged)
+        else:
+            self.time_blocks[directory] = formats.time_block(group)
+
+    def timed_root(self, directory: bytes, mtime_ns: int, name: bytes) -> None:
+        self.root_times.setdefault(directory, [])
+        self.timed(directory, [(mtime_ns, name)])
 
 
 @lru_cache(maxsize=4096)
@@ -344,13 +357,17 @@ class RecordCache:
         except OSError:
             return
         head = len(_CACHE_MAGIC)
-        digest, payload = data[head:head + 32], data[head + 32:]
+        view = memoryview(data)  # the payload is megabytes: read in place, not copied
+        digest, payload = data[head:head + 32], view[head + 32:]
         if not data.startswith(_CACHE_MAGIC) or _digest(payload) != digest:
             return
         try:
             created, scanned, devices, times = marshal.loads(payload)
         except (ValueError, EOFError, TypeError):
             return
+        finally:
+            del payload
+            view.release()
         if not isinstance(created, int) or not isinstance(scanned, int) \
                 or not created <= scanned <= self.started:
             return
@@ -376,12 +393,14 @@ class RecordCache:
         old, new = self._device(dev, path)
         if old is None or new is None:
             return None, None
-        # this recording's notes start as the last one's (a copy at C speed), so an
-        # unchanged inode costs one lookup; an inode gone leaves an entry no new inode
-        # can match (its ctime would differ), dropped when the cache is
-        known = old.get(ino, {})
-        notes = new[ino] = dict(known)
-        return known, notes
+        # this recording's notes are the last one's, updated in place (each inode is looked
+        # up before it is noted, once): an unchanged inode costs one lookup and the cache
+        # is held once, not twice; an inode gone leaves an entry no new inode can match
+        # (its ctime would differ), dropped when the cache is
+        notes = new.get(ino)
+        if notes is None:
+            notes = new[ino] = old.get(ino) or {}
+        return notes, notes
 
     def _device(self, dev: int, directory: bytes) -> tuple[dict | None, dict | None]:
         found = self._devices.get(dev)
@@ -424,11 +443,11 @@ class RecordCache:
         times = None if self.times is None else \
             (self.times.digest, self.times.base, self.times.blocks)
         payload = marshal.dumps((self.created, self.started, self._new, times))
-        data = _CACHE_MAGIC + _digest(payload) + payload
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         with open(temporary, "wb", opener=lambda p, flags: os.open(p, flags, 0o600)) as handle:
-            handle.write(data)
+            handle.write(_CACHE_MAGIC + _digest(payload))
+            handle.write(payload)
         os.replace(temporary, self.path)
 
 
@@ -518,7 +537,6 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
     elif exclude is not None:
         below = lambda prefix, name, is_dir: exclude(prefix + name, is_dir)  # noqa: E731
     scan = _Scan()
-    groups = scan.time_groups
     inodes = scan.inodes
     is_dir, is_file, is_link = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
     lstat, listdir = os.lstat, os.listdir
@@ -541,7 +559,7 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
             old, new = cache.directory(info.st_dev, None, root)
             _attributes_of(root, name, info, old, new, racy, scan)
         if info.st_mtime_ns % second or is_link(info.st_mode):
-            groups.append((parent, [(info.st_mtime_ns, base or b".")]))
+            scan.timed_root(parent, info.st_mtime_ns, base or b".")
         if is_file(info.st_mode):
             if info.st_nlink > 1:
                 inodes.setdefault((info.st_dev, info.st_ino), []).append(name)
@@ -614,7 +632,7 @@ def _scan(sources: Sequence[Path], skip: Sequence[Path], read_xattrs: bool = Tru
                                                info.st_ino))
                 scan.entries += len(names) - left_out
                 if group:
-                    groups.append((relative, group))
+                    scan.timed(relative, group)
                 stack.extend(reversed(subdirectories))
             finally:
                 os.close(fd)
@@ -690,7 +708,7 @@ def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = (), *,
         written += _write(out_dir / name, data)
     old = _read(out_dir / formats.MTIME_FILE)
     old_changes = _read(out_dir / formats.MTIME_CHANGES_FILE)
-    blocks = formats.time_blocks(scan.time_groups)
+    blocks = scan.time_blocks
     data, changes = seen.times_files(old, old_changes, blocks)
     written += _write(out_dir / formats.MTIME_FILE, data, old)
     written += _write(out_dir / formats.MTIME_CHANGES_FILE, changes, old_changes)
@@ -702,7 +720,7 @@ def record(sources: Sequence[Path], out_dir: Path, skip: Sequence[Path] = (), *,
             pass  # the cache only saves work: the next recording does what it cannot vouch for
     return RecordStats(scan.entries, len(scan.acls), len(scan.xattrs), len(groups),
                        sum(len(g.names) for g in groups), len(scan.sparse),
-                       sum(len(group) for _, group in scan.time_groups), scan.unreadable,
+                       scan.times, scan.unreadable,
                        written, time.perf_counter() - started, scan.xattr_reads, scan.excluded)
 
 

@@ -484,21 +484,23 @@ def time_blocks(groups: TimeGroups) -> dict[bytes, bytes]:
     """{directory: its lines} of ``mtimes.txt`` from (directory relative to ``/``,
     [(mtime_ns, name)]) pairs in walk order: the directory ``b""`` is ``/``, a name is
     one component (``b"."`` in ``b""`` is the root itself). A directory given twice
-    gets its names in one block; one without names is left out.
-
-    This runs on every name of every source before each backup, so a block's lines are
-    made at C speed and checked at once for a name that needs quoting."""
+    gets its names in one block; one without names is left out."""
     merged: dict[bytes, list[tuple[int, bytes]]] = {}
     for directory, entries in groups:
         if entries:
             merged.setdefault(directory, []).extend(entries)
-    blocks = {}
-    for directory, entries in merged.items():
-        lines = b"\n".join(map(_TIME_LINE, entries))
-        if b"\\" in lines or b"\r" in lines or lines.count(b"\n") != len(entries) - 1:
-            lines = b"\n".join(b"%d %s" % (mtime_ns, quote(name)) for mtime_ns, name in entries)
-        blocks[directory] = lines
-    return blocks
+    return {directory: time_block(entries) for directory, entries in merged.items()}
+
+
+def time_block(entries: Sequence[tuple[int, bytes]]) -> bytes:
+    """The lines of one directory's block of ``mtimes.txt`` for its (mtime_ns, name) pairs.
+
+    This runs on every name of every source before each backup, so the lines are made
+    at C speed and checked at once for a name that needs quoting."""
+    lines = b"\n".join(map(_TIME_LINE, entries))
+    if b"\\" in lines or b"\r" in lines or lines.count(b"\n") != len(entries) - 1:
+        lines = b"\n".join(b"%d %s" % (mtime_ns, quote(name)) for mtime_ns, name in entries)
+    return lines
 
 
 def format_time_blocks(blocks: dict[bytes, bytes]) -> bytes:

@@ -311,3 +311,32 @@ def test_a_file_rewritten_within_its_second_still_looks_changed_to_duplicity(tmp
         assert _write(path, b"user:nobody:r%d-\n" % (number % 10)) > 0
         assert os.stat(path).st_mtime_ns // 10**9 > before
     assert _write(path, path.read_bytes()) == 0  # the same content: not touched
+
+
+def test_sources_sharing_a_directory_record_each_time_once_in_one_block(ext4):
+    """Several sources side by side: their own lines go to the directory that holds them,
+    one block for all of them (each directory's block is made as it is read), and the
+    file is what the listing of every name gives."""
+    base = ext4 / "shared-parent"
+    sources = [base / "home" / name for name in ("ann", "bob", "cid")]
+    for number, source in enumerate(sources):
+        for index in range(3):
+            os.utime(write(source / "sub" / f"f{index}", b"s\n"),
+                     ns=(0, 1_600_000_000_000_000_000 + number * 1_000 + index + 1))
+        os.utime(source, ns=(0, 1_600_000_000_000_000_000 + number * 7 + 1))
+    os.utime(sources[1], ns=(0, 1_600_000_000_000_000_000))  # a whole second: no line
+    meta = base / "meta"
+    stats = record(sources, meta)
+    expected = {}
+    for source in sources:
+        expected.update(ns_times(source))
+    del expected[os.fsencode(rel(sources[1]))]
+    assert times_of(meta) == expected and stats.times == len(expected)
+    text = read(meta, formats.MTIME_FILE)
+    parent = b"/" + os.fsencode(rel(base / "home"))
+    assert text.count(parent + b"\n") == 1  # one block for the sources' own lines
+    block = text.split(parent + b"\n", 1)[1].split(b"\n/", 1)[0]
+    assert [line.split(b" ", 1)[1] for line in block.splitlines()] == [b"ann", b"cid"]
+    # one block per directory, in walk order: formatting what it reads gives it back
+    assert text == formats.format_times(formats.parse(
+        {formats.MTIME_FILE: text, formats.MTIME_CHANGES_FILE: b""}).times)
