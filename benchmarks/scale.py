@@ -16,7 +16,13 @@ plain ``duplicity full|incremental SOURCE file://TARGET`` with the same passphra
    week and the first of a month, each as cya vs plain duplicity on the same data.
    Each day the aged chain gets its increment too: cya's leaf reads a chain built
    over the same months, so cya against the aged chain is cya's own cost, and the
-   aged chain against the fresh one what a long chain costs duplicity itself;
+   aged chain against the fresh one what a long chain costs duplicity itself.
+   The first backup of a week or a month stores what changed since the week's or
+   the month's first backup before it (it joins the month's or the year's chain):
+   two more plain chains do the same, a *monthly* one (the first full, then only
+   each month's first backup) and a *weekly* one (a copy of the monthly chain at
+   each month's first backup, then each week's first backup): the "same changes"
+   column, plain duplicity storing the same changes on a chain shaped like cya's;
 4. restores, every one checked against the source as it was (SHA-256 of every file
    and symlink): the newest state (cya; plain duplicity's chain of 13 increments),
    the reference (plain duplicity, a full and 7 increments), and 30, 90 and 180 days
@@ -128,23 +134,47 @@ class Bench:
 
     # -- phases ----------------------------------------------------------------------
 
+    def branch(self, chain: str | int, copy: str | int) -> None:
+        """Make plain chain ``copy`` what ``chain`` is now: its files hardlinked (duplicity
+        never changes one it wrote), duplicity's cache of it copied."""
+        for base, link in ((self.work, True), (self.work / "plain-cache", False)):
+            target = base / f"plain-{copy}"
+            shutil.rmtree(target, ignore_errors=True)
+            subprocess.run(["cp", "-al" if link else "-a", str(base / f"plain-{chain}"),
+                            str(target)], check=True)
+
+    def same_changes(self, day: date, kind: str) -> measure.Measured | None:
+        """On the first backup of a month or a week, the plain backup that stores the same
+        changes as cya's (see the module's docstring); keep the weekly chain cya-shaped."""
+        measured = None
+        if kind == "first_of_month":
+            measured = self.plain_backup(day, chain=MONTHLY)
+            self.branch(MONTHLY, WEEKLY)
+        elif kind == "first_of_week":
+            measured = self.plain_backup(day, chain=WEEKLY)
+        return measured
+
     def first(self) -> dict:
         day = self.plan.first
         self.record_state(day)
         mine = self.cya_backup(day)
         plain = self.plain_backup(day, full=True)
+        self.branch(AGED, MONTHLY)
+        self.branch(AGED, WEEKLY)
         return pair(mine, plain)
 
     def history(self) -> dict:
         day, runs = self.plan.first, []
         sunday = day + timedelta(days=(6 - day.weekday()) % 7 or 7)
         while sunday <= self.plan.history_end:
+            previous = day
             while day < sunday:
                 day += timedelta(days=1)
                 self.source.churn(day)
             self.record_state(day)
             runs.append(self.cya_backup(day))
             self.plain_backup(day, chain=AGED)
+            self.same_changes(day, kind_of_day(day, previous))
             sunday += timedelta(days=7)
         while day < self.plan.daily_start - timedelta(days=1):
             day += timedelta(days=1)
@@ -160,23 +190,27 @@ class Bench:
         while day <= self.plan.daily_end:
             self.source.churn(day)
             self.record_state(day)
+            kind = kind_of_day(day, previous)
             if day == self.plan.daily_start:  # plain duplicity starts its chain
                 self.plain_backup(day, full=True)
                 rows.setdefault("plain_day_unpaired", []).append(
                     {"cya": self.cya_backup(day).as_json()})
                 self.plain_backup(day, chain=AGED)
+                self.same_changes(day, kind)
             elif number % 2:
                 plain = self.plain_backup(day)
                 aged = self.plain_backup(day, chain=AGED)
-                rows.setdefault(kind_of_day(day, previous), []).append(
+                same = self.same_changes(day, kind)
+                rows.setdefault(kind, []).append(
                     {"day": str(day), **pair(self.cya_backup(day), plain),
-                     "aged": aged.as_json()})
+                     "aged": aged.as_json(), **({"same": same.as_json()} if same else {})})
             else:
                 mine = self.cya_backup(day)
                 aged = self.plain_backup(day, chain=AGED)
-                rows.setdefault(kind_of_day(day, previous), []).append(
+                same = self.same_changes(day, kind)
+                rows.setdefault(kind, []).append(
                     {"day": str(day), **pair(mine, self.plain_backup(day)),
-                     "aged": aged.as_json()})
+                     "aged": aged.as_json(), **({"same": same.as_json()} if same else {})})
             previous, day, number = day, day + timedelta(days=1), number + 1
         rows.pop("plain_day_unpaired", None)
         return {kind: pairs_summary(pairs) for kind, pairs in rows.items()}
@@ -299,6 +333,7 @@ def summary(runs: list[measure.Measured]) -> dict:
 
 
 AGED = 0  # plain duplicity's first chain, kept going beside cya's history and days
+MONTHLY, WEEKLY = "monthly", "weekly"  # the chains that store what cya's new levels store
 
 
 def pairs_summary(pairs: list[dict]) -> dict:
@@ -308,6 +343,14 @@ def pairs_summary(pairs: list[dict]) -> dict:
                  [p["cya"]["cpu"] / p["aged"]["cpu"] for p in aged]), 3),
              "aged_to_fresh_cpu_median": round(median(
                  [p["aged"]["cpu"] / p["duplicity"]["cpu"] for p in aged]), 3)} if aged else {}
+    same = [p for p in pairs if "same" in p]
+    if same:
+        extra.update({
+            "same_changes_cpu_median": round(median([p["same"]["cpu"] for p in same]), 3),
+            "ratio_to_same_changes_cpu_median": round(median(
+                [p["cya"]["cpu"] / p["same"]["cpu"] for p in same]), 3),
+            "ratio_to_same_changes_wall_median": round(median(
+                [p["cya"]["wall"] / p["same"]["wall"] for p in same]), 3)})
     return {**extra, "pairs": len(pairs),
             "cya_wall_median": round(median([p["cya"]["wall"] for p in pairs]), 3),
             "cya_cpu_median": round(median([p["cya"]["cpu"] for p in pairs]), 3),
