@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cya import duplicity
 from cya.catalog import Catalog
 from cya.config import Settings, read_passphrase
 from cya.core import fileindex
@@ -23,9 +23,11 @@ from cya.core.names import format_time
 from cya.core.treeview import TreeView
 from cya.errors import ArchiveError
 from cya.fsutil import remove_tree
-from cya.gpg import Gpg
 from cya.runs import Run, cache_base
 from cya.tree import Tree
+
+if TYPE_CHECKING:
+    from cya.gpg import Gpg  # imported when a backup only the archive holds is read
 
 
 class FileLister:
@@ -71,12 +73,13 @@ class FileLister:
         if backup not in self.filtered:
             data = (self.catalog.index_delta(backup) if backup in self.links
                     else self._fetch(backup))
-            self.filtered[backup] = fileindex.decode(data).only(self.keep)
+            self.filtered[backup] = fileindex.select(data, self.keep)
         return self.filtered[backup]
 
     def _fetch(self, backup: str) -> bytes:
         """A backup's file index from the bucket, decrypted."""
         from cya.archive.s3 import Remote
+        from cya.gpg import Gpg
 
         if self._remote is None:
             self._remote = Remote(self.settings.archive)
@@ -129,6 +132,8 @@ def unused_indexes(view: TreeView, catalog: Catalog, archiving: bool) -> set[str
 
 
 def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):
+    from cya import duplicity
+
     passphrase = read_passphrase(settings)
     with private_tempdir() as work, duplicity.Duplicity(settings, passphrase) as runner:
         from cya.actions.restore import chain_view

@@ -272,9 +272,17 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
             raise UsageError(f"--now {now!r} is outside the years 1970-2099 that duplicity's "
                              "time stamps can hold", "give a time in that range")
         ctx.obj = Context(config_file, clock, real_now, verbosity, local)
-    from cya import gpg, runs
+    from cya import runs
 
-    runs.sweep(gpg.stop_agent)
+    runs.sweep(_stop_agent)
+
+
+def _stop_agent(home: Path) -> None:
+    """``gpg.stop_agent``, imported only when a dead run left a gpg home: readers (ls,
+    find) never start a process and need not load what starts them."""
+    from cya import gpg
+
+    gpg.stop_agent(home)
 
 
 @main.command()
