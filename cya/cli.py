@@ -553,7 +553,15 @@ def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> 
              "(cya restore --from-archive)" if files.archive_cost is not None
              else f"from {files.backup.level}")
     obj.say(f"backup {show_time(files.backup.time)} {where}")
-    click.echo("\n".join(files.lines()))
+    _echo_lines(files.lines())
+
+
+def _echo_lines(lines: list[str], chunk: int = 10_000) -> None:
+    """Print lines a few thousand at a time: a whole backup's listing is 100,000s of
+    lines, and one string of them all (then encoded whole) would double what ``ls``
+    holds in memory."""
+    for start in range(0, max(len(lines), 1), chunk):
+        click.echo("\n".join(lines[start:start + chunk]))
 
 
 def _render_tree(obj: Context, listing: TreeListing) -> None:
@@ -604,7 +612,7 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
         for entry in item.matches:
             size = "" if entry.size is None else _size(entry.size)
             lines.append(f"  {size:>9}  {item.names.shown(shown(entry.path))}")
-    click.echo("\n".join(lines))  # one write: a broad pattern can match 100,000s of lines
+    _echo_lines(lines)  # a broad pattern can match 100,000s of lines
 
 
 @main.group(invoke_without_command=True)
