@@ -557,9 +557,8 @@ def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> 
 
 
 def _echo_lines(lines: list[str], chunk: int = 10_000) -> None:
-    """Print lines a few thousand at a time: a whole backup's listing is 100,000s of
-    lines, and one string of them all (then encoded whole) would double what ``ls``
-    holds in memory."""
+    """Print lines a few thousand at a time: a listing can be 100,000s of lines, and
+    one string of them all, then its encoded copy, would each hold as much again."""
     for start in range(0, max(len(lines), 1), chunk):
         click.echo("\n".join(lines[start:start + chunk]))
 
@@ -605,13 +604,17 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
         obj.say(f"no backup holds a path matching {pattern!r}")
         return
     lines = []
+    shown_as: dict = {}  # entry -> its line: the same files show for backup after backup
     for item in found:
         where = (f"in the archive only: restoring it costs about ${item.archive_cost:.2f}"
                  if item.archive_cost is not None else str(item.backup.level))
         lines.append(f"{show_time(item.backup.time)}  ({where})")
         for entry in item.matches:
-            size = "" if entry.size is None else _size(entry.size)
-            lines.append(f"  {size:>9}  {item.names.shown(shown(entry.path))}")
+            line = shown_as.get(entry)
+            if line is None:
+                size = "" if entry.size is None else _size(entry.size)
+                line = shown_as[entry] = f"  {size:>9}  {item.names.shown(shown(entry.path))}"
+            lines.append(line)
     _echo_lines(lines)  # a broad pattern can match 100,000s of lines
 
 

@@ -217,9 +217,10 @@ def entry(path: bytes, meta: bytes, target: bytes) -> Entry:
 Files = dict[bytes, tuple[bytes, bytes]]  # path -> (meta, target)
 
 
-def apply(chain: Iterable[Delta]) -> Files:
-    """The file list after applying each delta in order: path -> (meta, target)."""
-    files: Files = {}
+def apply(chain: Iterable[Delta], files: Files | None = None) -> Files:
+    """The file list after applying each delta in order: path -> (meta, target). With
+    ``files``, the deltas are applied to that list (which changes)."""
+    files = {} if files is None else files
     for delta in chain:
         metas = delta.metas
         if not files and not any(meta[0] == _D for meta in metas):

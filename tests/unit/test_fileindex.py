@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from cya.browse import FileLister
 from cya.core import fileindex
 from cya.core.fileindex import Delta, Entry, apply, decode, entries, matcher, record, shown, under
 
@@ -378,3 +380,36 @@ def test_select_reads_format_1_and_empty_deltas():
         b"home/me/a.txt"]
     assert fileindex.select(fileindex.MAGIC, under("home")).paths == []
 
+
+
+class _Catalog:
+    """The index rows a FileLister reads, without SQLite."""
+
+    def __init__(self, rows: dict[str, tuple[str | None, bytes]]):
+        self.rows = rows
+
+    def index_links(self):
+        return {time: parent for time, (parent, _) in self.rows.items()}
+
+    def parents(self):
+        return self.index_links()
+
+    def index_delta(self, time):
+        return self.rows[time][1]
+
+
+@few
+@given(chains(), patterns)
+def test_a_lister_extending_the_last_chain_gives_what_applying_afresh_gives(chain, pattern):
+    data = [as_data(changes_) for changes_ in chain] or [fileindex.MAGIC]
+    times = [f"T{n}" for n in range(len(data))]
+    rows = {time: (times[n - 1] if n else None, blob)
+            for n, (time, blob) in enumerate(zip(times, data, strict=True))}
+    rows["B"] = (times[0], data[-1])  # a branch off the first backup
+    settings = SimpleNamespace(archive=SimpleNamespace(enabled=False))
+    keep = matcher(pattern)
+    lister = FileLister(None, _Catalog(rows), settings, keep)
+    for last in [*times, "B", times[-1], times[0]]:
+        wanted = lister.chain(last)
+        expected = apply(decode(rows[time][1]).only(keep) for time in wanted)
+        assert lister.applied(wanted) == expected
