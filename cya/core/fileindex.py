@@ -223,7 +223,7 @@ def apply(chain: Iterable[Delta], files: Files | None = None) -> Files:
     files = {} if files is None else files
     for delta in chain:
         metas = delta.metas
-        if not files and not any(meta[0] == _D for meta in metas):
+        if not files and not any(map(bytes.startswith, metas, repeat(b"D"))):
             files = dict(zip(delta.paths, zip(metas, delta.targets, strict=True),
                              strict=True))
             continue
