@@ -278,8 +278,8 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
 
 
 def _stop_agent(home: Path) -> None:
-    """``gpg.stop_agent``, imported only when a dead run left a gpg home: readers (ls,
-    find) never start a process and need not load what starts them."""
+    """``gpg.stop_agent``, imported only when a dead run left a gpg home: ``ls`` and
+    ``find`` of indexed backups start no process and need not load what starts them."""
     from cya import gpg
 
     gpg.stop_agent(home)
