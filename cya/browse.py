@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cya import duplicity
 from cya.catalog import Catalog
 from cya.config import Settings, read_passphrase
 from cya.core import fileindex
@@ -23,9 +23,11 @@ from cya.core.names import format_time
 from cya.core.treeview import TreeView
 from cya.errors import ArchiveError
 from cya.fsutil import remove_tree
-from cya.gpg import Gpg
 from cya.runs import Run, cache_base
 from cya.tree import Tree
+
+if TYPE_CHECKING:
+    from cya.gpg import Gpg  # imported when a backup only the archive holds is read
 
 
 class FileLister:
@@ -42,6 +44,8 @@ class FileLister:
         self.remote_indexes = ({p.time: p.index_key for p in catalog.points() if p.index_key}
                                if settings.archive.enabled else {})
         self.filtered: dict[str, fileindex.Delta] = {}
+        self._last: tuple[list[str], fileindex.Files] | None = None  # the last chain listed
+        self._entries: dict[tuple[bytes, bytes, bytes], fileindex.Entry] = {}
         self._remote = None
         self._gpg: Gpg | None = None
 
@@ -71,12 +75,13 @@ class FileLister:
         if backup not in self.filtered:
             data = (self.catalog.index_delta(backup) if backup in self.links
                     else self._fetch(backup))
-            self.filtered[backup] = fileindex.decode(data).only(self.keep)
+            self.filtered[backup] = fileindex.select(data, self.keep)
         return self.filtered[backup]
 
     def _fetch(self, backup: str) -> bytes:
         """A backup's file index from the bucket, decrypted."""
         from cya.archive.s3 import Remote
+        from cya.gpg import Gpg
 
         if self._remote is None:
             self._remote = Remote(self.settings.archive)
@@ -88,20 +93,43 @@ class FileLister:
                                "run: cya archive verify")
         return self._gpg.decrypt(data)
 
+    def applied(self, chain: list[str]) -> fileindex.Files:
+        """The file list after ``chain``'s deltas (not to be changed). ``find`` lists
+        backups oldest first, and a backup's chain mostly extends the one before: that
+        list is copied and only the newer deltas are applied."""
+        files, done = None, 0
+        if self._last is not None and chain[:len(self._last[0])] == self._last[0]:
+            done = len(self._last[0])
+            if done == len(chain):
+                return self._last[1]
+            files = dict(self._last[1])
+        files = fileindex.apply((self.delta(b) for b in chain[done:]), files)
+        self._last = (chain, files)
+        return files
+
     def files(self, backup: Restorable, archived: bool = False
               ) -> tuple[list[fileindex.Entry], bool]:
         """The files, sorted by path, and whether the index said so (False: listed by
         duplicity, no sizes; a backup only the archive holds and without an index lists
         nothing)."""
         found, from_index = self.listing(backup, archived)
-        return found.entries(), from_index
+        return list(map(self._entry, found.metas, found.paths, found.targets)), from_index
+
+    def _entry(self, meta: bytes, path: bytes, target: bytes) -> fileindex.Entry:
+        """One record as an Entry, made once however many backups hold it (a broad
+        ``find`` lists the same records for backup after backup)."""
+        key = (meta, path, target)
+        made = self._entries.get(key)
+        if made is None:
+            made = self._entries[key] = fileindex.entry(path, meta, target)
+        return made
 
     def listing(self, backup: Restorable, archived: bool = False
                 ) -> tuple[fileindex.Delta, bool]:
         """``files`` as index records sorted by path, decoded by nobody yet."""
         chain = self.chain(format_time(backup.time))
         if chain is not None:
-            return fileindex.listing(fileindex.apply(self.delta(b) for b in chain)), True
+            return fileindex.listing(self.applied(chain)), True
         if archived:
             return fileindex.Delta([], [], []), False
         listed = list_with_duplicity(self.tree, self.settings, backup)
@@ -129,6 +157,8 @@ def unused_indexes(view: TreeView, catalog: Catalog, archiving: bool) -> set[str
 
 
 def list_with_duplicity(tree: Tree, settings: Settings, backup: Restorable):
+    from cya import duplicity
+
     passphrase = read_passphrase(settings)
     with private_tempdir() as work, duplicity.Duplicity(settings, passphrase) as runner:
         from cya.actions.restore import chain_view

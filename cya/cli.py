@@ -272,9 +272,17 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
             raise UsageError(f"--now {now!r} is outside the years 1970-2099 that duplicity's "
                              "time stamps can hold", "give a time in that range")
         ctx.obj = Context(config_file, clock, real_now, verbosity, local)
-    from cya import gpg, runs
+    from cya import runs
 
-    runs.sweep(gpg.stop_agent)
+    runs.sweep(_stop_agent)
+
+
+def _stop_agent(home: Path) -> None:
+    """``gpg.stop_agent``, imported only when a dead run left a gpg home: ``ls`` and
+    ``find`` of indexed backups start no process and need not load what starts them."""
+    from cya import gpg
+
+    gpg.stop_agent(home)
 
 
 @main.command()
@@ -545,7 +553,14 @@ def ls(obj: Context, date_text: str | None, path: str | None, as_json: bool) -> 
              "(cya restore --from-archive)" if files.archive_cost is not None
              else f"from {files.backup.level}")
     obj.say(f"backup {show_time(files.backup.time)} {where}")
-    click.echo("\n".join(files.lines()))
+    _echo_lines(files.lines())
+
+
+def _echo_lines(lines: list[str], chunk: int = 10_000) -> None:
+    """Print lines a few thousand at a time: a listing can be 100,000s of lines, and
+    one string of them all, then its encoded copy, would each hold as much again."""
+    for start in range(0, max(len(lines), 1), chunk):
+        click.echo("\n".join(lines[start:start + chunk]))
 
 
 def _render_tree(obj: Context, listing: TreeListing) -> None:
@@ -589,14 +604,18 @@ def find(obj: Context, pattern: str, as_json: bool) -> None:
         obj.say(f"no backup holds a path matching {pattern!r}")
         return
     lines = []
+    shown_as: dict = {}  # entry -> its line: the same files show for backup after backup
     for item in found:
         where = (f"in the archive only: restoring it costs about ${item.archive_cost:.2f}"
                  if item.archive_cost is not None else str(item.backup.level))
         lines.append(f"{show_time(item.backup.time)}  ({where})")
         for entry in item.matches:
-            size = "" if entry.size is None else _size(entry.size)
-            lines.append(f"  {size:>9}  {item.names.shown(shown(entry.path))}")
-    click.echo("\n".join(lines))  # one write: a broad pattern can match 100,000s of lines
+            line = shown_as.get(entry)
+            if line is None:
+                size = "" if entry.size is None else _size(entry.size)
+                line = shown_as[entry] = f"  {size:>9}  {item.names.shown(shown(entry.path))}"
+            lines.append(line)
+    _echo_lines(lines)  # a broad pattern can match 100,000s of lines
 
 
 @main.group(invoke_without_command=True)

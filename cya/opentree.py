@@ -25,7 +25,6 @@ from cya.catalog import Catalog
 from cya.config import Settings
 from cya.core.treeview import TreeView
 from cya.errors import CyaError, from_os_error
-from cya.interrupted import finish_or_undo
 from cya.lock import TreeLock
 from cya.tree import Tree
 
@@ -90,6 +89,8 @@ def open_tree(settings: Settings, *, write: bool, locked: bool = True,
         try:
             opened = OpenTree(settings, tree, catalog, lock, write)
             if write:
+                from cya.interrupted import finish_or_undo  # duplicity: writers only
+
                 try:
                     opened.finished = finish_or_undo(tree, catalog, opened.identity)
                 except CyaError as error:

@@ -43,12 +43,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
-from cya import execute
 from cya.core.remote import RemoteSource, local_name, mount_name, remote_name
 from cya.errors import CommandFailed, RemoteUnavailable
+
+if TYPE_CHECKING:
+    from cya.execute import Completed
 
 log = logging.getLogger("cya")
 
@@ -269,6 +272,8 @@ class _Held:
 
 def _mount(source: RemoteSource, base: Path, ssh_options: Sequence[str],
            ssh_config: str | None) -> _Held:
+    from cya import execute  # only mounting starts processes: ls and find never load it
+
     name = mount_name(source)
     point = base / name
     try:
@@ -309,6 +314,8 @@ def _mount(source: RemoteSource, base: Path, ssh_options: Sequence[str],
 def _check_connection(source: RemoteSource, ssh_options: Sequence[str],
                       ssh_config: str | None) -> None:
     """Raise RemoteUnavailable naming the host and ssh's reason unless ssh gets in."""
+    from cya import execute
+
     try:
         done = execute.run(ssh_argv(source, ssh_options, ssh_config),
                            timeout=_command_seconds(ssh_options))
@@ -325,7 +332,7 @@ def _check_connection(source: RemoteSource, ssh_options: Sequence[str],
                             f"{reason}", _hint(source, reason), "\n".join(done.tail))
 
 
-def _sshfs_failure(source: RemoteSource, done: execute.Completed,
+def _sshfs_failure(source: RemoteSource, done: Completed,
                    ssh_options: Sequence[str]) -> RemoteUnavailable:
     text = "\n".join(done.tail)
     unknown = re.search(r"unknown option\(s\): `-o (\S+)", text)
@@ -361,6 +368,8 @@ def _hint(source: RemoteSource, reason: str) -> str:
 
 def _unmount(point: Path) -> None:
     """Unmount ``point`` (lazily if it is busy) and remove it; warn if it stays mounted."""
+    from cya import execute
+
     tool = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
     for argv in ([tool, "-u", str(point)], [tool, "-u", "-z", str(point)]):
         try:

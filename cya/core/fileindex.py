@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -109,13 +109,12 @@ class Delta:
         """The changes of paths ``keep`` accepts (None: all)."""
         if keep is None or keep is everything:
             return self
-        flags = keep.flags(self.paths) if isinstance(keep, Selector) else map(keep, self.paths)
-        chosen = list(compress(range(len(self.paths)), flags))
-        if len(chosen) == len(self.paths):
+        flags = (keep.flags(self.paths) if isinstance(keep, Selector)
+                 else list(map(keep, self.paths)))
+        if all(flags):
             return self
-        metas, paths, targets = self.metas, self.paths, self.targets
-        return Delta([metas[i] for i in chosen], [paths[i] for i in chosen],
-                     [targets[i] for i in chosen])
+        return Delta(list(compress(self.metas, flags)), list(compress(self.paths, flags)),
+                     list(compress(self.targets, flags)))
 
     def entries(self) -> list[Entry]:
         return [entry(p, m, t) for m, p, t in zip(self.metas, self.paths, self.targets,
@@ -128,6 +127,51 @@ def decode(data: bytes) -> Delta:
         fields = data[len(MAGIC):].split(b"\0")
         return Delta(fields[0:-1:3], fields[1:-1:3], fields[2:-1:3])
     return _decode_json(data)
+
+
+SEARCH_BYTES = 1000  # a search pays when a candidate comes at most once in this many bytes
+SAMPLE_BYTES = 1 << 16  # where the rarest piece is chosen: the start of a delta
+
+
+def select(data: bytes, keep: Keep | None) -> Delta:
+    """``decode(data).only(keep)``, without parsing records ``keep`` cannot accept.
+
+    Every path a ``Selector`` accepts holds certain text (a glob's literal part, the
+    directory of ``under``). When the rarest such text is rare in the delta, the delta
+    is searched for it (in C) and only the records it falls in are parsed and tested:
+    ``find`` of a name or ``ls`` of one directory touch a few hundred of 100,000
+    records instead of splitting them all. A record is three fields; which field a
+    match falls in is told by counting the separators before it, once over the delta."""
+    pieces = (keep.required() if isinstance(keep, Selector) and data.startswith(MAGIC)
+              else ())
+    base = len(MAGIC)
+    if not pieces:
+        return decode(data).only(keep)
+    # the rarest piece in a sample (the longest of equals), then whether it is rare enough
+    piece = min(pieces, key=lambda p: (data.count(p, base, base + SAMPLE_BYTES), -len(p)))
+    if data.count(piece, base) > len(data) // SEARCH_BYTES + 16:
+        return decode(data).only(keep)
+    find, rfind, count = data.find, data.rfind, data.count
+    metas: list[bytes] = []
+    paths: list[bytes] = []
+    targets: list[bytes] = []
+    fields, counted = 0, base  # separators in data[base:counted]
+    at = find(piece, base)
+    while at != -1:
+        start = rfind(b"\0", base, at) + 1 or base
+        end = find(b"\0", at)
+        if end == -1:
+            break
+        fields += count(b"\0", counted, start)
+        counted = start
+        if fields % 3 == 1:  # a path, not a type and mode or a symlink's target
+            path = data[start:end]
+            if keep(path):
+                metas.append(data[rfind(b"\0", base, start - 1) + 1 or base:start - 1])
+                paths.append(path)
+                targets.append(data[end + 1:find(b"\0", end + 1)])
+        at = find(piece, end)  # one test a field is enough
+    return Delta(metas, paths, targets)
 
 
 def _decode_json(data: bytes) -> Delta:
@@ -173,12 +217,13 @@ def entry(path: bytes, meta: bytes, target: bytes) -> Entry:
 Files = dict[bytes, tuple[bytes, bytes]]  # path -> (meta, target)
 
 
-def apply(chain: Iterable[Delta]) -> Files:
-    """The file list after applying each delta in order: path -> (meta, target)."""
-    files: Files = {}
+def apply(chain: Iterable[Delta], files: Files | None = None) -> Files:
+    """The file list after applying each delta in order: path -> (meta, target). With
+    ``files``, the deltas are applied to that list (which changes)."""
+    files = {} if files is None else files
     for delta in chain:
         metas = delta.metas
-        if not files and not any(meta[0] == _D for meta in metas):
+        if not files and not any(map(bytes.startswith, metas, repeat(b"D"))):
             files = dict(zip(delta.paths, zip(metas, delta.targets, strict=True),
                              strict=True))
             continue
@@ -209,62 +254,88 @@ def everything(path: bytes) -> bool:
 
 # -- selecting paths -------------------------------------------------------------------
 
-@lru_cache(maxsize=64)
-def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
-    out = []
+def _glob_tokens(pattern: bytes) -> Iterator[tuple[str, bytes]]:
+    """A glob as (kind, text): "**", "*", "?", "class" (``[...]``) or "literal" (one byte;
+    an unclosed ``[`` too)."""
     i = 0
     while i < len(pattern):
         char = pattern[i:i + 1]
         if pattern.startswith(b"**", i):
-            out.append(b".*")
+            yield "**", b"**"
             i += 2
             continue
-        if char == b"*":
-            out.append(b"[^/]*")
-        elif char == b"?":
-            out.append(b"[^/]")
-        elif char == b"[":
-            end = pattern.find(b"]", i + 2)
-            if end == -1:
-                out.append(re.escape(char))
-            else:
-                body = pattern[i + 1:end]
-                if body.startswith(b"!"):
-                    body = b"^" + body[1:]
-                out.append(b"[" + body.replace(b"\\", b"\\\\") + b"]")
-                i = end
+        if char in (b"*", b"?"):
+            yield char.decode(), char
+        elif char == b"[" and (end := pattern.find(b"]", i + 2)) != -1:
+            yield "class", pattern[i:end + 1]
+            i = end
         else:
-            out.append(re.escape(char))
+            yield "literal", char
         i += 1
+
+
+@lru_cache(maxsize=64)
+def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
+    out = []
+    for kind, text in _glob_tokens(pattern):
+        if kind == "**":
+            out.append(b".*")
+        elif kind == "*":
+            out.append(b"[^/]*")
+        elif kind == "?":
+            out.append(b"[^/]")
+        elif kind == "class":
+            body = text[1:-1]
+            if body.startswith(b"!"):
+                body = b"^" + body[1:]
+            out.append(b"[" + body.replace(b"\\", b"\\\\") + b"]")
+        else:
+            out.append(re.escape(text))
     return re.compile(b"".join(out), re.DOTALL)  # a name may hold a line break
 
 
 class Selector:
-    """A test for paths that can also test a whole list at C speed (``flags``)."""
+    """A test for paths that can also test a whole list at C speed (``flags``) and names
+    text every path it accepts holds (``required``: what ``select`` searches for)."""
 
     def __call__(self, path: bytes) -> bool:
         raise NotImplementedError
 
-    def flags(self, paths: list[bytes]) -> Iterable[object]:
+    def flags(self, paths: list[bytes]) -> list[object]:
         """One true or false value per path, in order."""
-        return map(self, paths)
+        return list(map(self, paths))
+
+    def required(self) -> tuple[bytes, ...]:
+        """Pieces of text each accepted path holds (all of them); () when none is known."""
+        return ()
 
 
 class _Glob(Selector):
     def __init__(self, pattern: bytes):
         self.name = b"/" not in pattern
-        self.match = _glob_regex(pattern if self.name else pattern.lstrip(b"/")).fullmatch
+        self.pattern = pattern if self.name else pattern.lstrip(b"/")
+        self.match = _glob_regex(self.pattern).fullmatch
 
     def __call__(self, path: bytes) -> bool:
         if self.name:
             return self.match(path, path.rfind(b"/") + 1) is not None
         return self.match(path) is not None
 
-    def flags(self, paths: list[bytes]) -> Iterable[object]:
+    def flags(self, paths: list[bytes]) -> list[object]:
         if self.name:  # the last name: from just after the last "/"
             starts = map(int.__add__, map(bytes.rfind, paths, repeat(b"/")), repeat(1))
-            return map(self.match, paths, starts)
-        return map(self.match, paths)
+            return list(map(self.match, paths, starts))
+        return list(map(self.match, paths))
+
+    def required(self) -> tuple[bytes, ...]:
+        pieces, run = [], b""
+        for kind, text in _glob_tokens(self.pattern):
+            if kind == "literal":
+                run += text
+            elif run:
+                pieces.append(run)
+                run = b""
+        return tuple(pieces + [run] if run else pieces)
 
 
 class _Under(Selector):
@@ -274,9 +345,18 @@ class _Under(Selector):
     def __call__(self, path: bytes) -> bool:
         return path == self.prefix or path.startswith(self.below)
 
-    def flags(self, paths: list[bytes]) -> Iterable[object]:
-        return map(bool.__or__, map(bytes.startswith, paths, repeat(self.below)),
-                   map(self.prefix.__eq__, paths))
+    def flags(self, paths: list[bytes]) -> list[object]:
+        flags = list(map(bytes.startswith, paths, repeat(self.below)))
+        at = -1
+        try:  # the directory itself (once in a delta, so a search beats a test a path)
+            while True:
+                at = paths.index(self.prefix, at + 1)
+                flags[at] = True
+        except ValueError:
+            return flags
+
+    def required(self) -> tuple[bytes, ...]:
+        return (self.prefix,)
 
 
 def matcher(pattern: str) -> Keep:

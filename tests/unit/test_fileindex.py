@@ -1,15 +1,18 @@
 """The per-backup file index (cya/core/fileindex.py): any name round-trips as bytes with
 what ``ls`` shows of it, format 1 is still read, deltas apply in order, filtering commutes
-with applying, glob semantics, and how names are shown."""
+with applying, searching a delta gives what splitting it gives, glob semantics, and how
+names are shown."""
 
 from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from cya.browse import FileLister
 from cya.core import fileindex
 from cya.core.fileindex import Delta, Entry, apply, decode, entries, matcher, record, shown, under
 
@@ -326,3 +329,87 @@ def test_json_carries_type_mode_owner_target_and_marks():
                              "mtime": "1970-01-01T00:00:05Z",
                              "mode": "lrwxrwxrwx", "owner": "me", "group": "wheel",
                              "target": "../t\\xff", "marks": ["xattr"]}
+
+
+# --- select: searching a delta instead of splitting it ----------------------------------------
+
+def as_data(changes_) -> bytes:
+    return fileindex.MAGIC + b"".join(encoded(c, e) for c, e in changes_)
+
+
+def same(one: Delta, other: Delta) -> bool:
+    return (one.metas, one.paths, one.targets) == (other.metas, other.paths, other.targets)
+
+
+@settings(max_examples=60)
+@given(st.lists(changes(), max_size=10), patterns, byte_paths, st.integers(0, 40))
+def test_select_is_decode_then_only(changes_, pattern, prefix, padding):
+    data = as_data(changes_)
+    for keep in (matcher(pattern), under(prefix), under(b"")):
+        assert same(fileindex.select(data, keep), decode(data).only(keep))
+    # a long delta of other paths: the search, not the split, answers
+    filler = [("A", Entry(b"filler/f%04d" % n, "file", 1, 1, 0o100644, "me", "me", None, ""))
+              for n in range(padding * 50)]
+    data = as_data(filler + changes_ + filler)
+    for keep in (matcher(pattern), under(prefix)):
+        assert same(fileindex.select(data, keep), decode(data).only(keep))
+
+
+def test_select_tells_a_path_from_an_owner_or_a_target_holding_the_same_text():
+    records = [record("A", b"home", "dir", 0o40755, "home", "home", None, 1),
+               record("A", b"home/link", "symlink", 0o120777, "me", "me", None, 2, "",
+                      b"home/target.txt"),
+               record("A", b"home/target.txt", "file", 0o100644, "me", "me", 4, 2),
+               record("D", b"x/target.txt", "gone"),
+               record("A", b"target.txt.d", "dir", 0o40700, "me", "target.txt", None, 3)]
+    data = fileindex.MAGIC + b"".join(records) + b"".join(
+        record("A", b"other/f%05d" % n, "file", 0o100644, "me", "me", 1, 1)
+        for n in range(5000))
+    for keep in (matcher("target.txt"), matcher("/home/*"), under("/home"),
+                 matcher("**/target.txt"), under("home/target.txt")):
+        assert same(fileindex.select(data, keep), decode(data).only(keep))
+    assert fileindex.select(data, matcher("target.txt")).paths == [b"home/target.txt",
+                                                                    b"x/target.txt"]
+    assert fileindex.select(data, under("/home")).paths == [b"home", b"home/link",
+                                                            b"home/target.txt"]
+
+
+def test_select_reads_format_1_and_empty_deltas():
+    old = json.dumps(["A", "home/me/a.txt", "file", 4, 100]).encode()
+    assert decode(old).paths == fileindex.select(old, matcher("a.txt")).paths == [
+        b"home/me/a.txt"]
+    assert fileindex.select(fileindex.MAGIC, under("home")).paths == []
+
+
+
+class _Catalog:
+    """The index rows a FileLister reads, without SQLite."""
+
+    def __init__(self, rows: dict[str, tuple[str | None, bytes]]):
+        self.rows = rows
+
+    def index_links(self):
+        return {time: parent for time, (parent, _) in self.rows.items()}
+
+    def parents(self):
+        return self.index_links()
+
+    def index_delta(self, time):
+        return self.rows[time][1]
+
+
+@few
+@given(chains(), patterns)
+def test_a_lister_extending_the_last_chain_gives_what_applying_afresh_gives(chain, pattern):
+    data = [as_data(changes_) for changes_ in chain] or [fileindex.MAGIC]
+    times = [f"T{n}" for n in range(len(data))]
+    rows = {time: (times[n - 1] if n else None, blob)
+            for n, (time, blob) in enumerate(zip(times, data, strict=True))}
+    rows["B"] = (times[0], data[-1])  # a branch off the first backup
+    settings = SimpleNamespace(archive=SimpleNamespace(enabled=False))
+    keep = matcher(pattern)
+    lister = FileLister(None, _Catalog(rows), settings, keep)
+    for last in [*times, "B", times[-1], times[0]]:
+        wanted = lister.chain(last)
+        expected = apply(decode(rows[time][1]).only(keep) for time in wanted)
+        assert lister.applied(wanted) == expected
