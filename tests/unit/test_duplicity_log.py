@@ -357,3 +357,13 @@ def test_anything_else_is_named_with_its_code():
         "duplicity failed (error 2) while trying to back up: bad option --x"
     assert failed(137).message == "duplicity failed (error 137) while trying to back up: " \
         "exit status 137"
+
+
+def test_file_changes_reads_names_from_the_console_only_when_it_holds_non_utf8(tmp_path):
+    log, output = tmp_path / "log", tmp_path / "out"
+    log.write_text(written(LogRecord("INFO", 4, "'caf\\xe9 \\\\ it\\'s'")))
+    output.write_bytes("A café \\ it's\nM dir/b\n".encode())  # every name in the log too
+    assert list(file_changes(Outcome([], log, output))) == [("A", "café \\ it's".encode())]
+    output.write_bytes(b"A caf\xc3\xa9 \\ it's\n" + b"x" * (1 << 20) + b"\nA caf\xe9\n")
+    assert list(file_changes(Outcome([], log, output))) == [
+        ("A", "café \\ it's".encode()), ("A", b"caf\xe9")]
