@@ -3,6 +3,11 @@ tree: every descendant is waited for, so its parent's ``wait4`` counts it), peak
 of the largest process in the tree and, for cya, of cya's own process.
 
     python -m benchmarks.measure OUT cya ARGS...   (used by ``run``: cya's own peak RSS)
+
+With ``CYA_BENCHMARK_NO_RECORDING=1`` in its environment, that cya run records no
+metadata (``cya.metadata.record`` leaves the metadata directory as it is): what a
+backup costs without the recording, for benchmarks/metadata.py. Only here, never in
+cya itself.
 """
 
 from __future__ import annotations
@@ -82,10 +87,22 @@ def main() -> None:
         out.write_text(json.dumps([own, children]))
 
     atexit.register(write)
+    if os.environ.get("CYA_BENCHMARK_NO_RECORDING") == "1":
+        _without_recording()
     sys.argv = ["cya", *sys.argv[2:]]
     from cya.cli import main as cya_main
 
     cya_main()
+
+
+def _without_recording() -> None:
+    from cya import metadata
+
+    def record(sources, out_dir: Path, skip=(), **options) -> metadata.RecordStats:
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return metadata.RecordStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0)
+
+    metadata.record = record
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@
    wall times are noisy.
 3. The ``exclude`` globs: ``record()`` of a small source of which half lies
    under ``.cache`` directories, with and without ``**/.cache`` excluded.
+4. ``cya backup`` itself, daily, with and without the recording (``--cya-pairs``):
+   two trees of the same source, one backed up by cya as it is, the other by cya
+   with ``metadata.record`` left out (benchmarks/measure.py), interleaved pairs after
+   the same daily churn; CPU and wall of the whole process tree, cya's own peak RSS.
+   This is the daily backup a user runs (encrypted, cya's own work included).
 
 The source: fixed seed, sizes drawn around 2 KiB, a few hundred files with user
 xattrs and ACLs, a hundred hard-link pairs, five sparse files.
@@ -35,10 +40,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from benchmarks.common import DUPLICITY, Source, base_env, median, own_gnupg
+from benchmarks import measure
+from benchmarks.common import CYA, DUPLICITY, Source, base_env, cya_setup, median, own_gnupg
 from cya import metadata
 from cya.config import Settings
 from cya.core import metadata as formats
@@ -208,13 +215,53 @@ def excluded_trees(work: Path, seed: int) -> dict:
             "with_exclude_summary": stats.summary()}
 
 
-def run(work: Path, files: int, pairs: int, seed: int, exclude: tuple[str, ...]) -> dict:
+def cya_daily(work: Path, source: Source, pairs: int) -> dict:
+    """``cya backup`` with and without the recording: a full each, then ``pairs`` days of
+    churn, each day's two runs in alternating order."""
+    sides = {"with": cya_setup(work, source.root, "cya-with"),
+             "without": {**cya_setup(work, source.root, "cya-without"),
+                         "CYA_BENCHMARK_NO_RECORDING": "1"}}
+
+    def backup(side: str, day: int) -> measure.Measured:
+        when = datetime.fromtimestamp(START + day * 86_400, UTC).isoformat()
+        return measure.run([CYA, "--now", when, "backup"], sides[side], cya=True)
+
+    full = {side: backup(side, 0).as_json() for side in sides}
+    rows = []
+    for day in range(1, pairs + 1):
+        source.churn()
+        order = ["without", "with"] if day % 2 else ["with", "without"]
+        runs = {side: backup(side, day) for side in order}
+        rows.append({"order": " ".join(order),
+                     **{f"{side}_{kind}": round(getattr(runs[side], kind), 2)
+                        for side in sides for kind in ("cpu", "wall")},
+                     "ratio_cpu": round(runs["with"].cpu / runs["without"].cpu, 3),
+                     "ratio_wall": round(runs["with"].wall / runs["without"].wall, 3),
+                     "with_own_rss_mb": runs["with"].own_rss_mb,
+                     "without_own_rss_mb": runs["without"].own_rss_mb})
+    result = {"full": full, "pairs": rows}
+    if rows:
+        for key in ("with_cpu", "without_cpu", "with_wall", "without_wall", "ratio_cpu",
+                    "ratio_wall"):
+            result[f"{key}_median"] = round(median([row[key] for row in rows]), 3)
+        for kind in ("cpu", "wall"):
+            result[f"ratio_of_medians_{kind}"] = round(
+                result[f"with_{kind}_median"] / result[f"without_{kind}_median"], 3)
+        result["own_rss_mb_max"] = {side: max(row[f"{side}_own_rss_mb"] for row in rows)
+                                    for side in sides}
+    return result
+
+
+def run(work: Path, files: int, pairs: int, seed: int, exclude: tuple[str, ...],
+        cya_pairs: int = 0) -> dict:
     started = time.perf_counter()
     source = Source(work / "source", seed, files, mean_size=2048)
     extras = special(source.root, seed)
     result: dict = {"data": source.describe().replace("~2 KiB", "~2 KiB (exponential)"),
                     "special": extras, "exclude": list(exclude),
                     "generate_s": round(time.perf_counter() - started, 1)}
+    os.sync()  # the new files' writeback would otherwise run through the first timings
+    time.sleep(5)
     result["record_alone_s"] = record_alone(source.root, work)
     result["exclude_s"] = excluded_trees(work, seed)
     meta, cache = work / "meta", work / "metadata-cache"
@@ -266,6 +313,8 @@ def run(work: Path, files: int, pairs: int, seed: int, exclude: tuple[str, ...])
         daily[f"ratio_of_medians_{kind}"] = round(
             daily[f"with_{kind}_median"] / daily[f"without_{kind}_median"], 3)
     result["last_incremental_statistics"] = dict(STATISTICS)
+    if cya_pairs:
+        result["cya_daily"] = cya_daily(work, source, cya_pairs)
     result["benchmark_s"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -274,6 +323,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.metadata")
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--pairs", type=int, default=12, help="interleaved daily pairs")
+    parser.add_argument("--cya-pairs", type=int, default=12,
+                        help="daily pairs of cya backup with and without the recording (0: none)")
     parser.add_argument("--seed", type=int, default=2012)
     parser.add_argument("--exclude", action="append", default=[],
                         help="an exclude glob, given to duplicity and record() alike")
@@ -284,7 +335,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=args.work) as scratch, own_gnupg(Path(scratch)):
         result = {"machine": machine(), **run(Path(scratch), args.files, args.pairs, args.seed,
-                                              tuple(args.exclude))}
+                                              tuple(args.exclude), args.cya_pairs)}
     print_section("metadata", result)
     out = args.out or Path(__file__).parent / "results" / time.strftime(
         "metadata-%Y%m%d-%H%M%S.json")
