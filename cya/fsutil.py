@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 CRASH_ENV = "CYA_CRASH_AT"
@@ -95,11 +96,22 @@ def link_if_missing(source: Path, target: Path) -> bool:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete a file or directory tree; a symlink is removed, never followed."""
+    """Delete a file or directory tree; a symlink is removed, never followed. An entry
+    that vanishes meanwhile is gone, as asked: a gpg agent told to stop removes its
+    sockets from its home while that home is being removed."""
     if path.is_symlink() or path.is_file():
-        path.unlink()
+        path.unlink(missing_ok=True)
     elif path.exists():
-        shutil.rmtree(path)  # does not follow symlinks inside the tree
+        # never follows a symlink inside; Python 3.12 renamed the error hook
+        hook = "onexc" if sys.version_info >= (3, 12) else "onerror"
+        shutil.rmtree(path, **{hook: _gone_is_removed})
+
+
+def _gone_is_removed(function, name: str, error) -> None:
+    """rmtree's hook: a FileNotFoundError is a removal done; anything else is raised."""
+    error = error[1] if isinstance(error, tuple) else error  # onerror gives exc_info
+    if not isinstance(error, FileNotFoundError):
+        raise error
 
 
 MIN_FREE = 1 << 20  # below this a write of cya's (journal, catalog row, volume) will fail
