@@ -29,7 +29,8 @@ def test_an_entry_that_vanishes_meanwhile_is_taken_as_removed(tmp_path, monkeypa
     assert not home.exists()
 
 
-def test_any_other_error_is_raised_and_a_single_file_may_be_gone(tmp_path, monkeypatch):
+def test_any_other_error_is_raised_and_a_missing_path_is_nothing_to_do(tmp_path,
+                                                                         monkeypatch):
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
     (tree / "sub" / "file").write_text("x")

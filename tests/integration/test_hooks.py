@@ -242,7 +242,6 @@ from pathlib import Path
 from cya.config import Hooks
 from cya.errors import CyaError
 from cya.hooks import HookContext, run_hooks
-from tests.helpers import live_processes
 marker = sys.argv[1]
 hooks = Hooks(before_backup=(("sh", "-c", f"sleep {marker}5 & sleep {marker}6"),), timeout=60)
 print("started", flush=True)
