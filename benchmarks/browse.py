@@ -27,16 +27,13 @@ from pathlib import Path
 
 from benchmarks import measure
 from benchmarks.common import CYA, base_env, cya_setup, median, own_gnupg
+from benchmarks.scale import noon
 from benchmarks.scalesource import ScaleSource
 
 FIRST = date(2013, 5, 1)
 BACKUPS = (date(2013, 5, 1), date(2013, 6, 2), date(2013, 6, 30), date(2013, 7, 7),
            date(2013, 7, 8), date(2013, 7, 9), date(2013, 7, 10))
 SIZE_SCALE = 0.002  # a few bytes a file: the index, not the data, is what is measured
-
-
-def noon(day: date) -> str:
-    return f"{day}T12:00:00Z"
 
 
 def build(work: Path, files: int, seed: int) -> dict:
