@@ -37,7 +37,7 @@ from cya.core.dates import (
 )
 from cya.core.fileindex import shown
 from cya.core.remote import looks_remote
-from cya.errors import EXIT_FAILED, CyaError, Stopped, UsageError, by_signal, from_os_error
+from cya.errors import EXIT_FAILED, CyaError, Stopped, UsageError, by_signal, from_os_error, handled
 
 if TYPE_CHECKING:
     from cya.actions.archive import ArchiveResult
@@ -257,7 +257,7 @@ def main(ctx: click.Context, config_file: str | None, now: str | None, verbose: 
     real_now = datetime.now(local)
     ctx.obj = Context(config_file, real_now, real_now, verbosity, local)
     _logging(verbosity, log_file)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in handled((signal.SIGTERM, signal.SIGHUP)):  # nohup's SIGHUP stays ignored
         signal.signal(signum, _stop)
     if now is not None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from collections.abc import Iterable
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -33,6 +34,17 @@ def by_signal(error: KeyboardInterrupt) -> str:
 def stopped_by(signum: int) -> KeyboardInterrupt:
     """The exception a signal cya was sent becomes: Ctrl-C's own for SIGINT."""
     return KeyboardInterrupt() if signum == signal.SIGINT else Stopped(signum)
+
+
+def handled(signals: Iterable[int]) -> list[int]:
+    """The ``signals`` cya may catch: all but those it was started with ignored.
+
+    ``nohup`` ignores SIGHUP and a shell ignores SIGINT in what it starts with ``&``, so
+    that closing the terminal or a Ctrl-C meant for the foreground leaves the job
+    running; catching such a signal (and forwarding it to duplicity) would stop the
+    backup the user asked to survive it. Ignored stays ignored, as in every Unix tool.
+    """
+    return [sig for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN]
 
 
 class CyaError(Exception):

@@ -13,7 +13,8 @@ it forever:
   ``GRACE_SECONDS`` later is killed. Then ``run`` raises what the signal means
   (KeyboardInterrupt, errors.Stopped), so no caller can swallow a Ctrl-C and go on —
   except one that asks with ``report_signal`` (duplicity, hooks), which gets
-  ``Completed.signalled``, undoes its step and says what it undid;
+  ``Completed.signalled``, undoes its step and says what it undid. A signal cya was
+  started with ignored (as ``nohup`` and ``&`` leave SIGHUP and SIGINT) stays ignored;
 * on Linux the child is killed if cya dies, so a killed run leaves no writer;
 * ``timeout`` bounds the run; ``stall_after`` ends a run whose process group used no
   CPU and did no I/O for that long (a deadlock between duplicity and gpg, for one);
@@ -35,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cya.errors import CommandFailed, stopped_by
+from cya.errors import CommandFailed, handled, stopped_by
 
 log = logging.getLogger("cya")
 TAIL_LINES = 30
@@ -185,7 +186,7 @@ def run(
                 f"cannot start {argv[0]}: {error.strerror}",
                 "check that it is installed (cya's duplicity is installed beside it)",
             ) from None
-        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+        previous = {sig: signal.signal(sig, forward) for sig in handled(FORWARDED)}
         started = time.monotonic()
         activity, active_at = None, started
         read_to = 0

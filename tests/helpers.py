@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -250,3 +251,12 @@ def duplicity_children(pid: int, within: float = 30.0, poll: float = 0.01) -> li
             return found
         time.sleep(poll)
     return []
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` of a child a test will signal: SIGINT and SIGHUP at their defaults,
+    as a command typed at a terminal gets them, whatever this test run inherited (a
+    suite started with ``&`` from a script has SIGINT ignored, and cya rightly keeps a
+    signal it was started with ignored ignored)."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)

@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,7 @@ import pytest
 from tests.helpers import (
     CYA,
     Workspace,
+    as_from_a_terminal,
     assert_one_line_error,
     change_source,
     clone,
@@ -530,7 +532,8 @@ def test_ctrl_c_undoes_the_backup_at_once(copy, tmp_path):
     log = tmp_path / "cya.log"  # timestamped: where the time after SIGINT went
     run = subprocess.Popen([CYA, "-vv", "--log-file", str(log), "--now", "2012-12-07T12:00",
                             "backup"], env=ws.env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+                           stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=as_from_a_terminal)
     try:
         writers = duplicity_children(run.pid)
         assert writers, "duplicity never started"
@@ -562,6 +565,40 @@ def test_ctrl_c_undoes_the_backup_at_once(copy, tmp_path):
     assert_restores(ws, states, tmp_path, ["2012-12-06"])
 
 
+def test_a_backup_started_with_nohup_and_ampersand_survives_hangup_and_ctrl_c(copy, tmp_path):
+    """``nohup cya backup &`` from a script: the shell starts it with SIGINT ignored,
+    nohup with SIGHUP ignored, so that a Ctrl-C meant for the foreground or closing the
+    terminal leaves the backup running. cya keeps them ignored, even while duplicity
+    runs (it does not catch and forward them): the backup completes and restores."""
+    ws, states = copy
+    for number in range(4):  # enough that duplicity runs for several seconds
+        (ws.source / f"random-{number}.bin").write_bytes(os.urandom(32 * 2**20))
+    out = tmp_path / "nohup.out"
+    script = (f'nohup {shlex.quote(str(CYA))} --now 2012-12-07T12:00 backup '
+              f'> {shlex.quote(str(out))} 2>&1 &\necho $!\nwait $!\necho "exit $?"\n')
+    shell = subprocess.Popen(["sh", "-c", script], env=ws.env, stdout=subprocess.PIPE,
+                             text=True, start_new_session=True, preexec_fn=as_from_a_terminal)
+    try:
+        pid = int(shell.stdout.readline())
+        assert duplicity_children(pid), "duplicity never started"
+        time.sleep(0.5)
+        assert shell.poll() is None, "the backup ended before it could be signalled"
+        for signum in (signal.SIGHUP, signal.SIGINT):
+            os.kill(pid, signum)  # cya alone, as the terminal's hangup or a Ctrl-C
+        rest, _ = shell.communicate(timeout=300)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.communicate()
+    assert rest.strip() == "exit 0", out.read_text()
+    assert "interrupted" not in out.read_text()
+    assert "2012-12-07T12:00:00Z" in listed_backups(ws)[WEEK]
+    target = tmp_path / "restored"
+    ws.cya("restore", "--date", "2012-12-07T12:00", "--target", str(target))
+    assert snapshot(restored_source(target, ws.source)) == snapshot(ws.source)
+    assert_restores(ws, states, tmp_path, ["2012-12-06"])
+
+
 def test_ctrl_c_while_gpg_s_agent_starts_stops_the_backup_before_duplicity(copy, tmp_path):
     """A signal that comes while cya waits on a helper (here ``gpgconf``, made slow) is
     not swallowed: the run stops there; duplicity never starts."""
@@ -575,7 +612,7 @@ def test_ctrl_c_while_gpg_s_agent_starts_stops_the_backup_before_duplicity(copy,
     before = tree_state(ws.tree)
     run = subprocess.Popen([CYA, "-vv", "--now", "2012-12-07T12:00", "backup"], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+                           start_new_session=True, preexec_fn=as_from_a_terminal)
     try:
         deadline = time.monotonic() + 30
         while not started.exists() and time.monotonic() < deadline:

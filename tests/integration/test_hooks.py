@@ -21,7 +21,7 @@ from cya import config, execute
 from cya.config import Hooks
 from cya.errors import ConfigError, HookFailed
 from cya.hooks import HookContext, run_hooks
-from tests.helpers import live_processes
+from tests.helpers import as_from_a_terminal, live_processes
 
 PYTHON = sys.executable
 ROOT = Path(cya.__file__).resolve().parents[1]
@@ -258,7 +258,8 @@ def test_a_signal_to_cya_stops_the_hooks_whole_group(signum):
     process it started, and the run ends as Interrupted."""
     marker = f"{secrets.randbelow(10**6) + 10**6}"
     process = subprocess.Popen([PYTHON, "-c", RUNNER, marker], stdout=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               preexec_fn=as_from_a_terminal)
     assert process.stdout.readline().strip() == "started"
     deadline = time.monotonic() + 10
     while len(processes_with(f"sleep {marker}")) < 2:
