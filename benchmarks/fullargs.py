@@ -1,0 +1,117 @@
+"""Where a full costs more than plain duplicity: duplicity with cya's arguments, piece by piece.
+
+    python -m benchmarks.fullargs [--files N] [--size-scale S] [--rounds N]
+
+One generated source (benchmarks/scalesource.py), backed up with ``duplicity full`` by
+four argument lists, interleaved (the order reversed every other round), each into an
+empty target and cache:
+
+* ``plain``: ``duplicity full SOURCE file://TARGET``;
+* ``selection``: the same, but walking from ``/`` with cya's selection options (an
+  ``--include`` per source, ``--exclude '**'``): what makes paths absolute;
+* ``cya, no file list``: cya's exact argument list (``duplicity.backup_argv``, as
+  ``cya backup`` builds it) without ``--verbosity info`` and the log file;
+* ``cya``: cya's exact argument list, the log file as ``Duplicity.run`` adds it:
+  duplicity logs every path it stores, which is where cya's file index comes from.
+
+CPU time (user + sys) of the whole process tree, gpg included; medians and the ratio
+of each to ``plain``. cya's own process (the metadata recording, the file index, the
+tree) is not here: ``python -m benchmarks scale`` measures whole ``cya backup`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from benchmarks import measure
+from benchmarks.common import DUPLICITY, base_env, cya_setup, fresh, median, own_gnupg
+from benchmarks.scalesource import ScaleSource
+
+DAY = date(2013, 1, 2)
+
+
+def argument_lists(work: Path, source: Path, env: dict) -> dict[str, list[str]]:
+    """The four argument lists (after ``full``), each with ``{target}`` and ``{cache}``
+    where its own directories go."""
+    from cya import config, duplicity
+
+    settings = config.load(Path(env["CYA_CONFIG"]))
+    stamp = ["--current-time", str(int(datetime(DAY.year, DAY.month, DAY.day, 12,
+                                                tzinfo=UTC).timestamp()))]
+    plain = [*stamp, "--archive-dir", "{cache}", "--name", "x", "--num-retries", "1"]
+    cya = duplicity.backup_argv(
+        full=True, settings=settings, sources=[source], target=Path("{target}"),
+        cache=duplicity.Cache(Path("{cache}"), "x"), tempdir=work / "tmp",
+        time=datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC),
+        never=[settings.tree], also=[settings.tree / ".cya" / "metadata"])[1:]
+    assert cya[-1] == "file://{target}"
+    cya += ["--log-file", str(work / "duplicity.log")]
+    without_list = [arg for arg in cya if arg not in ("--verbosity", "info")]
+    cut = without_list.index("--log-file")
+    without_list[cut:cut + 2] = []
+    selection = duplicity.selection(settings, [source], [settings.tree])
+    return {
+        "plain": [*plain, str(source), "file://{target}"],
+        "selection": [*plain, *selection, "file://{target}"],
+        "cya, no file list": without_list,
+        "cya": cya,
+    }
+
+
+def run(work: Path, files: int, size_scale: float, rounds: int, seed: int) -> dict:
+    work = fresh(work / "fullargs")
+    source = ScaleSource(work / "source", seed, files, size_scale)
+    env = cya_setup(work, source.root)
+    (work / "tmp").mkdir()
+    lists = argument_lists(work, source.root, env)
+    cpu: dict[str, list[float]] = {name: [] for name in lists}
+    names = list(lists)
+    for number in range(rounds):
+        for name in names if number % 2 == 0 else names[::-1]:
+            target, cache = fresh(work / "target"), fresh(work / "cache-dir")
+            (work / "duplicity.log").unlink(missing_ok=True)
+            argv = [arg.replace("{target}", str(target)).replace("{cache}", str(cache))
+                    for arg in lists[name]]
+            cpu[name].append(measure.run([DUPLICITY, "full", *argv], base_env(work)).cpu)
+            print(f"round {number + 1} {name}: {cpu[name][-1]:.2f} s CPU", flush=True)
+    base = median(cpu["plain"])
+    return {
+        "data": source.describe(),
+        "rounds": rounds,
+        "cya_arguments": " ".join(lists["cya"]),
+        "cpu_s": {name: [round(value, 2) for value in values] for name, values in cpu.items()},
+        "median_cpu_s": {name: round(median(values), 2) for name, values in cpu.items()},
+        "vs_plain": {name: round(median(values) / base, 3) for name, values in cpu.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fullargs")
+    parser.add_argument("--files", type=int, default=25_000)
+    parser.add_argument("--size-scale", type=float, default=0.5,
+                        help="multiply every file size (0.5: about 0.4 GB at 25,000 files)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--out", type=Path, help="JSON output file")
+    args = parser.parse_args()
+    from benchmarks.__main__ import machine, print_section
+
+    with tempfile.TemporaryDirectory(dir=args.work) as scratch, own_gnupg(Path(scratch)):
+        result = {"machine": machine(), **run(Path(scratch), args.files, args.size_scale,
+                                              args.rounds, args.seed)}
+    print_section("fullargs", result)
+    out = args.out or Path(__file__).parent / "results" / time.strftime(
+        "fullargs-%Y%m%d-%H%M%S.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwritten: {out}")
+
+
+if __name__ == "__main__":
+    main()
