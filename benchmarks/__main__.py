@@ -1,5 +1,5 @@
 """python -m benchmarks [all|overhead|simulate|treeops|archive|archive-overhead|cost|scale]
-    [--quick] [--days N] [--files N] [--size-scale S]
+    [--quick] [--days N] [--files N] [--size-scale S] [--full-only]
 
 Prints a table of figures and writes them as JSON (benchmarks/results/). ``all`` runs
 every benchmark but ``scale`` (100,000 files, about 3 GB: hours on a shared machine;
@@ -44,6 +44,9 @@ def main() -> None:
                         "100,000; 20,000 with --quick)")
     parser.add_argument("--size-scale", type=float, help="scale: multiply every file size "
                         "(default 1: about 3 GB at 100,000 files; 0.1 with --quick)")
+    parser.add_argument("--full-only", action="store_true",
+                        help="scale: only the first backup (cya's full and a plain full, "
+                        "time and peak memory), e.g. --files 200000 --size-scale 0.05")
     args = parser.parse_args()
     days = args.days or (20 if args.quick else 365)
     os.environ["PATH"] = f"{Path(__import__('sys').executable).parent}:{os.environ['PATH']}"
@@ -58,7 +61,7 @@ def main() -> None:
                            lambda: archiveoverhead.run(work, args.quick, args.seed)),
                           ("cost", lambda: costmodel.run(work, args.quick, args.seed)),
                           ("scale", lambda: scale.run(work, args.quick, args.seed, args.files,
-                                                      args.size_scale))):
+                                                      args.size_scale, args.full_only))):
             if args.what == name or (args.what == "all" and name != "scale"):
                 started = time.perf_counter()
                 results[name] = job()

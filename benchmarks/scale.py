@@ -35,6 +35,7 @@ Every row gives wall time and CPU time (user + sys of the whole process tree),
 ratios of both, and peak RSS (cya's own process apart from duplicity's). The
 machine is shared: CPU time is the steadier figure. ``--quick``: 20,000 files of a
 tenth of the size, two months of history, restores 30 and 60 days back.
+``--full-only``: step 1 alone (a full's time and memory at any size).
 """
 
 from __future__ import annotations
@@ -364,7 +365,7 @@ def pairs_summary(pairs: list[dict]) -> dict:
 
 
 def run(work: Path, quick: bool, seed: int, files: int | None = None,
-        size_scale: float | None = None) -> dict:
+        size_scale: float | None = None, full_only: bool = False) -> dict:
     plan = QUICK if quick else FULL
     plan = dataclasses.replace(plan, files=files or plan.files,
                                size_scale=size_scale or plan.size_scale)
@@ -376,6 +377,9 @@ def run(work: Path, quick: bool, seed: int, files: int | None = None,
         "daily": f"{plan.daily_start}..{plan.daily_end}"},
         "platform": platform.platform()}
     result["full"] = bench.first()
+    if full_only:
+        shutil.rmtree(work, ignore_errors=True)
+        return result
     result["history"] = bench.history()
     result["daily"] = bench.daily()
     result["restore"] = bench.restores()
