@@ -15,6 +15,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import archive, archiveoverhead, costmodel, overhead, scale, simulate, treeops
@@ -73,6 +74,20 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\nmachine: {results['machine']}\nwritten: {out}")
+
+
+def run_alone(name: str, work: Path | None, out: Path | None,
+              job: Callable[[Path], dict]) -> None:
+    """A benchmark run on its own (``python -m benchmarks.NAME``): ``job`` in a scratch
+    directory under ``work`` with a gpg home of its own; print its figures and write them
+    as JSON to ``out`` (default: results/NAME-<time>.json)."""
+    with tempfile.TemporaryDirectory(dir=work) as scratch, own_gnupg(Path(scratch)):
+        result = {"machine": machine(), **job(Path(scratch))}
+    print_section(name, result)
+    out = out or Path(__file__).parent / "results" / time.strftime(f"{name}-%Y%m%d-%H%M%S.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwritten: {out}")
 
 
 def print_section(name: str, data: dict, indent: str = "") -> None:

@@ -22,14 +22,11 @@ tree) is not here: ``python -m benchmarks scale`` measures whole ``cya backup`` 
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from benchmarks import measure
-from benchmarks.common import DUPLICITY, base_env, cya_setup, fresh, median, own_gnupg
+from benchmarks.common import DUPLICITY, base_env, cya_setup, fresh, median
 from benchmarks.scalesource import ScaleSource
 
 DAY = date(2013, 1, 2)
@@ -100,17 +97,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument("--out", type=Path, help="JSON output file")
     args = parser.parse_args()
-    from benchmarks.__main__ import machine, print_section
+    from benchmarks.__main__ import run_alone
 
-    with tempfile.TemporaryDirectory(dir=args.work) as scratch, own_gnupg(Path(scratch)):
-        result = {"machine": machine(), **run(Path(scratch), args.files, args.size_scale,
-                                              args.rounds, args.seed)}
-    print_section("fullargs", result)
-    out = args.out or Path(__file__).parent / "results" / time.strftime(
-        "fullargs-%Y%m%d-%H%M%S.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"\nwritten: {out}")
+    run_alone("fullargs", args.work, args.out,
+              lambda work: run(work, args.files, args.size_scale, args.rounds, args.seed))
 
 
 if __name__ == "__main__":

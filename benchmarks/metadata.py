@@ -30,14 +30,12 @@ xattrs and ACLs, a hundred hard-link pairs, five sparse files.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
 import resource
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -45,7 +43,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks import measure
-from benchmarks.common import CYA, DUPLICITY, Source, base_env, cya_setup, median, own_gnupg
+from benchmarks.common import CYA, DUPLICITY, Source, base_env, cya_setup, median
 from cya import metadata
 from cya.config import Settings
 from cya.core import metadata as formats
@@ -331,17 +329,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument("--out", type=Path, help="JSON output file")
     args = parser.parse_args()
-    from benchmarks.__main__ import machine, print_section
+    from benchmarks.__main__ import run_alone
 
-    with tempfile.TemporaryDirectory(dir=args.work) as scratch, own_gnupg(Path(scratch)):
-        result = {"machine": machine(), **run(Path(scratch), args.files, args.pairs, args.seed,
-                                              tuple(args.exclude), args.cya_pairs)}
-    print_section("metadata", result)
-    out = args.out or Path(__file__).parent / "results" / time.strftime(
-        "metadata-%Y%m%d-%H%M%S.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"\nwritten: {out}")
+    run_alone("metadata", args.work, args.out,
+              lambda work: run(work, args.files, args.pairs, args.seed, tuple(args.exclude),
+                               args.cya_pairs))
 
 
 if __name__ == "__main__":
