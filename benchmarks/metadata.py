@@ -213,6 +213,16 @@ def excluded_trees(work: Path, seed: int) -> dict:
             "with_exclude_summary": stats.summary()}
 
 
+def medians(rows: list[dict], keys: tuple[str, ...]) -> dict:
+    """``KEY_median`` of each of ``keys`` over the pairs, and the with/without ratio of
+    the wall and CPU medians (less swayed than a median of ratios by one slow run)."""
+    found = {f"{key}_median": round(median([row[key] for row in rows]), 3) for key in keys}
+    for kind in ("wall", "cpu"):
+        found[f"ratio_of_medians_{kind}"] = round(
+            found[f"with_{kind}_median"] / found[f"without_{kind}_median"], 3)
+    return found
+
+
 def cya_daily(work: Path, source: Source, pairs: int) -> dict:
     """``cya backup`` with and without the recording: a full each, then ``pairs`` days of
     churn, each day's two runs in alternating order."""
@@ -239,12 +249,8 @@ def cya_daily(work: Path, source: Source, pairs: int) -> dict:
                      "without_own_rss_mb": runs["without"].own_rss_mb})
     result = {"full": full, "pairs": rows}
     if rows:
-        for key in ("with_cpu", "without_cpu", "with_wall", "without_wall", "ratio_cpu",
-                    "ratio_wall"):
-            result[f"{key}_median"] = round(median([row[key] for row in rows]), 3)
-        for kind in ("cpu", "wall"):
-            result[f"ratio_of_medians_{kind}"] = round(
-                result[f"with_{kind}_median"] / result[f"without_{kind}_median"], 3)
+        result.update(medians(rows, ("with_cpu", "without_cpu", "with_wall", "without_wall",
+                                     "ratio_cpu", "ratio_wall")))
         result["own_rss_mb_max"] = {side: max(row[f"{side}_own_rss_mb"] for row in rows)
                                     for side in sides}
     return result
@@ -298,18 +304,13 @@ def run(work: Path, files: int, pairs: int, seed: int, exclude: tuple[str, ...],
             "stored_with": STATISTICS["with"]["TotalDestinationSizeChange"]})
     result["daily_incremental"] = {
         "pairs": rows,
-        **{f"{key}_median": round(median([row[key] for row in rows]), 3)
-           for key in ("without_wall", "with_wall", "record_wall", "ratio_wall",
-                       "without_cpu", "with_cpu", "record_cpu", "ratio_cpu")},
+        **medians(rows, ("without_wall", "with_wall", "record_wall", "ratio_wall",
+                         "without_cpu", "with_cpu", "record_cpu", "ratio_cpu")),
         "duplicity_extra_cpu_median": round(median([row["duplicity_extra_cpu"]
                                                     for row in rows]), 3),
         "stored_extra_median_bytes": median([row["stored_with"] - row["stored_without"]
                                              for row in rows]),
     }
-    daily = result["daily_incremental"]
-    for kind in ("wall", "cpu"):  # less swayed than a median of ratios by one slow run
-        daily[f"ratio_of_medians_{kind}"] = round(
-            daily[f"with_{kind}_median"] / daily[f"without_{kind}_median"], 3)
     result["last_incremental_statistics"] = dict(STATISTICS)
     if cya_pairs:
         result["cya_daily"] = cya_daily(work, source, cya_pairs)

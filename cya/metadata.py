@@ -365,9 +365,6 @@ class RecordCache:
             created, scanned, devices, times = marshal.loads(payload)
         except (ValueError, EOFError, TypeError):
             return
-        finally:
-            del payload
-            view.release()
         if not isinstance(created, int) or not isinstance(scanned, int) \
                 or not created <= scanned <= self.started:
             return

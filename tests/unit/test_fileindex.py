@@ -381,7 +381,6 @@ def test_select_reads_format_1_and_empty_deltas():
     assert fileindex.select(fileindex.MAGIC, under("home")).paths == []
 
 
-
 class _Catalog:
     """The index rows a FileLister reads, without SQLite."""
 
