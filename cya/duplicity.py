@@ -7,30 +7,33 @@ through ``Duplicity.run``:
   gpg's agent is started without it (cya/gpg.py), so nothing that outlives the run
   holds the secret.
 * Duplicity's machine-readable log (``--log-file``) carries its documented error codes
-  (``duplicity.log.ErrorCode``) and, at ``--verbosity info``, every path a backup added,
-  changed or deleted, escaped so that any name is unambiguous. A name that is not UTF-8
-  makes duplicity's log handler drop the whole record, so its console output (written
-  with ``surrogateescape``) is read for those names.
+  (``duplicity.log.ErrorCode``) and a backup's statistics. Which paths a backup stored
+  is read from the signature file it leaves in its cache (``stored_paths``), every name
+  as its bytes: logging each path (``--verbosity info``) cost duplicity ~5% of a backup
+  that stores many, and dropped names that are not UTF-8.
 * Every failure becomes one line a user can act on (``failure``).
 """
 
 from __future__ import annotations
 
 import codecs
+import gzip
 import logging
 import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from cya import execute
 from cya.config import Settings
-from cya.core.names import parse_time
-from cya.errors import CommandFailed, Interrupted
+from cya.core import sigtar
+from cya.core.names import format_time, parse_time
+from cya.errors import CommandFailed, CyaError, Interrupted
 from cya.fsutil import remove_tree
 from cya.gpg import GPG_OPTIONS, Gpg
 from cya.runs import cache_base
@@ -147,12 +150,9 @@ class LogRecord:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A duplicity run that succeeded: its log records (with ``changes``, all but the
-    file changes, which ``file_changes`` streams from ``log_file`` and ``output``)."""
+    """A duplicity run that succeeded: its log records."""
 
     records: list[LogRecord]
-    log_file: Path | None = None
-    output: Path | None = None  # the console output, kept for ``file_changes``
 
     def statistics(self) -> dict[str, float]:
         return statistics(self.records)
@@ -174,39 +174,22 @@ class Duplicity:
         self.gpg.close()
 
     def run(self, argv: Sequence[str], log_file: Path, *, doing: str,
-            pass_fds: Sequence[int] = (), live: Callable[[int], None] | None = None,
-            changes: bool = False) -> Outcome:
+            pass_fds: Sequence[int] = (), live: Callable[[], None] | None = None) -> Outcome:
         """Run duplicity with ``argv`` (after the binary) logging to ``log_file``.
 
-        Return its log. With ``changes`` (a backup) the file changes are left out of
-        it, however many there are, and read with ``file_changes`` from the log and the
-        console output, which is kept beside the log. Raise Interrupted when cya was
-        asked to stop, CommandFailed (one line saying what it means) when duplicity
-        failed or stalled. ``live`` is called now and then with how many paths duplicity
-        has reported so far (each added, changed or deleted one at ``--verbosity info``).
+        Return its log. Raise Interrupted when cya was asked to stop, CommandFailed (one
+        line saying what it means) when duplicity failed or stalled. ``live`` is called
+        every few tenths of a second while it runs.
         """
         env = self.gpg.env()
         if self.passphrase is not None:
             env["PASSPHRASE"] = self.passphrase
         env["PYTHONIOENCODING"] = "utf-8:surrogateescape"  # any file name prints
-        output = log_file.with_name(log_file.name + ".out")
-        seen = [0]
-
-        def count(line: str) -> None:
-            if line[:2] in ("A ", "M ", "D "):
-                seen[0] += 1
-
         done = execute.run([binary(), *argv, "--log-file", str(log_file)], env=env,
                            secrets=[self.passphrase or ""], pass_fds=pass_fds,
                            stall_after=float(os.environ.get(STALL_ENV, "600")),
-                           keep_output=output, on_line=count if live else None,
-                           on_poll=(lambda: live(seen[0])) if live else None,
-                           report_signal=True)
-        try:
-            records = read_log(log_file, skip=FILE_CHANGES if changes else ())
-        finally:
-            if not changes or done.returncode != 0:
-                output.unlink(missing_ok=True)
+                           on_poll=live, report_signal=True)
+        records = read_log(log_file)
         if done.signalled is not None:
             raise Interrupted(f"interrupted by signal {done.signalled}")
         if done.stopped is not None:
@@ -215,7 +198,7 @@ class Duplicity:
                                 "\n".join(done.tail))
         if done.returncode != 0:
             raise failure(done.returncode, records, done.tail, self.settings, doing)
-        return Outcome(records, log_file, output if changes else None)
+        return Outcome(records)
 
 
 def _damage_hint(records: Sequence[LogRecord], tail: Sequence[str]) -> str:
@@ -234,7 +217,6 @@ def backup_argv(*, full: bool, settings: Settings, sources: Sequence[Path], targ
         "--archive-dir", str(cache.archive_dir),
         "--name", cache.name,
         "--tempdir", str(tempdir),
-        "--verbosity", "info",  # logs each added, changed and deleted path: the file index
         # the target is a local directory: a failed write is not a network blip, and
         # duplicity's default of 5 attempts 30 s apart only delays the error
         "--num-retries", "1",
@@ -261,23 +243,18 @@ def reading_argv(command: str, *, settings: Settings, source: Path, time: dateti
     ]
 
 
-def parse_log(lines: str | Iterable[str], skip: Collection[int] = ()) -> list[LogRecord]:
+def parse_log(lines: str | Iterable[str]) -> list[LogRecord]:
     """Parse duplicity's machine-readable log (its text, or its lines): ``LEVEL CODE
-    [extra]`` then ``. text`` lines. Leave out INFO records whose code is in ``skip``
-    (with their text)."""
+    [extra]`` then ``. text`` lines."""
     records: list[LogRecord] = []
-    skipping = False
     for line in lines.splitlines() if isinstance(lines, str) else lines:
         if line.startswith(". ") or line == ".":
-            if records and not skipping:
+            if records:
                 records[-1].text.append(line[2:])
             continue
         head = line.split(" ", 2)
         if len(head) >= 2 and head[0].isupper() and head[1].isdigit():
-            code = int(head[1])
-            skipping = head[0] == "INFO" and code in skip
-            if not skipping:
-                records.append(LogRecord(head[0], code, head[2] if len(head) > 2 else ""))
+            records.append(LogRecord(head[0], int(head[1]), head[2] if len(head) > 2 else ""))
     return records
 
 
@@ -289,10 +266,10 @@ def _log_lines(log_file: Path) -> Iterator[str]:
             yield from line.decode("utf-8", "replace").splitlines()
 
 
-def read_log(log_file: Path, skip: Collection[int] = ()) -> list[LogRecord]:
+def read_log(log_file: Path) -> list[LogRecord]:
     """``parse_log`` of a log file, streamed; no file, no records."""
     try:
-        return parse_log(_log_lines(log_file), skip)
+        return parse_log(_log_lines(log_file))
     except FileNotFoundError:
         return []
 
@@ -324,56 +301,30 @@ def statistics(records: Sequence[LogRecord]) -> dict[str, float]:
     return stats
 
 
-FILE_CHANGES = {4: "A", 5: "M", 6: "D"}  # InfoCode diff_file_new / _changed / _deleted
-_CONSOLE_CHANGE = re.compile(rb"^([AMD]) (.+)$")
-
-
-def file_changes(outcome: Outcome) -> Iterator[tuple[str, bytes]]:
-    """(change, path relative to ``/``) for every path a backup (run with ``changes``)
-    added, changed or deleted, read as they are needed: a full of any size is never
-    held in memory.
-
-    Names come from each record's escaped control field; names duplicity's log dropped
-    (not UTF-8) from its console output, where they are the only lines that do not
-    decode as UTF-8. (A name that is not UTF-8 *and* holds a line break is printed on
-    two lines there and recorded only up to the break: the backup itself holds it whole.)
-    """
-    if outcome.log_file is not None and outcome.log_file.exists():
-        for line in _log_lines(outcome.log_file):
-            if not line.startswith("INFO "):
-                continue
-            head = line.split(" ", 2)
-            if len(head) == 3 and head[1].isdigit():
-                change = FILE_CHANGES.get(int(head[1]))
-                if change and head[2]:
-                    yield change, os.fsencode(unescape(head[2]))
-    if outcome.output is None or not outcome.output.exists():
-        return
-    with open(outcome.output, "rb") as printed:
-        if _all_utf8(printed):
-            return  # the log had every name: no line to match one by one
-        printed.seek(0)
-        for line in printed:
-            match = _CONSOLE_CHANGE.match(line.rstrip(b"\n"))
-            if match is None:
-                continue
-            try:
-                match[2].decode("utf-8")
-                continue  # in the log already
-            except UnicodeDecodeError:
-                yield match[1].decode(), match[2]
-
-
-def _all_utf8(handle) -> bool:
-    """Whether the rest of a binary file decodes as UTF-8 (read a block at a time)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+def stored_paths(cache: Cache, time: datetime, full: bool) -> Iterator[tuple[str, bytes]]:
+    """(change, path relative to ``/``) of every path the backup set ending at ``time``
+    stored (``A`` in a full, ``M`` added or changed, ``D`` deleted), read from the
+    signature file duplicity left in the cache (plain gzip there, whatever the
+    encryption): what it stored, every name as its bytes, read as it is needed, so a
+    full of any size is never held in memory. Raise CyaError when the file is missing
+    or is not what duplicity writes."""
+    stamp = format_time(time)
+    pattern = (re.compile(rf"duplicity-full-signatures\.{stamp}\.sigtar(\.gz)?") if full else
+               re.compile(rf"duplicity-new-signatures\.\d{{8}}T\d{{6}}Z\.to\.{stamp}"
+                          rf"\.sigtar(\.gz)?"))
+    folder = cache.archive_dir / cache.name
+    found = sorted(entry.path for entry in os.scandir(folder) if pattern.fullmatch(entry.name))
+    if not found:
+        raise CyaError(f"duplicity left no signature file for the backup at {stamp} in "
+                       f"{folder}", "run with -v and report this")
+    with open(found[-1], "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
     try:
-        while block := handle.read(1 << 20):
-            decoder.decode(block)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
+        with (gzip.open(found[-1], "rb") if gzipped else open(found[-1], "rb")) as handle:
+            yield from sigtar.changes(handle.read, full)
+    except (OSError, EOFError, zlib.error, sigtar.SigtarError) as error:
+        raise CyaError(f"duplicity's signature file {found[-1]} cannot be read: {error}",
+                       "run with -v and report this") from None
 
 
 def unreadable_files(records: Sequence[LogRecord]) -> list[str]:

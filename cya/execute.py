@@ -34,7 +34,6 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cya.errors import CommandFailed, handled, stopped_by
 
@@ -58,7 +57,6 @@ class Completed:
     tail: tuple[str, ...]  # the last lines the command printed (stdout and stderr)
     signalled: int | None = None  # the signal cya forwarded to the child, if any
     stopped: str | None = None  # why cya stopped it: "timed out after …", "stalled for …"
-    output: Path | None = None  # the whole output, when the caller asked to keep it
 
     @property
     def ok(self) -> bool:
@@ -137,7 +135,6 @@ def run(
     cwd: str | None = None,
     timeout: float | None = None,
     stall_after: float | None = None,
-    keep_output: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     on_poll: Callable[[], None] | None = None,
     report_signal: bool = False,
@@ -145,7 +142,6 @@ def run(
     """Run ``argv`` to completion and return its exit status and output tail.
 
     ``env`` is added to cya's own environment, ``remove_env`` taken out of it.
-    ``keep_output``: write the whole output there (else a temporary file).
     ``on_line`` is called with each new line of output while the child runs, ``on_poll``
     every few tenths of a second (progress on a terminal).
     Raise CommandFailed if the program cannot be started, and KeyboardInterrupt or
@@ -166,9 +162,7 @@ def run(
         forwarded.append(signum)
         signal_group(process.pid, signum)
 
-    output = (open(keep_output, "w+b") if keep_output is not None  # noqa: SIM115
-              else tempfile.TemporaryFile())
-    with output:
+    with tempfile.TemporaryFile() as output:
         try:
             process = subprocess.Popen(
                 list(argv),
@@ -229,7 +223,7 @@ def run(
     if forwarded and not report_signal:
         raise stopped_by(forwarded[0])
     return Completed(tuple(argv), returncode, tail, forwarded[0] if forwarded else None,
-                     stopped, keep_output)
+                     stopped)
 
 
 def _new_lines(output, start: int, on_line: Callable[[str], None]) -> int:

@@ -428,26 +428,26 @@ def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
     duplicity.adopt_cache(cache)
     seeded = set(journal.seeded)
 
-    def progress(paths: int) -> None:
+    def progress() -> None:
         # volumes are written in duplicity's temp dir, then moved into the target
         written = sum(entry.stat().st_size for entry in os.scandir(files)
                       if entry.name not in seeded and entry.is_file())
         written += sum(os.path.getsize(os.path.join(root, name))
                        for root, _dirs, names in os.walk(work / "tmp") for name in names
                        if os.path.isfile(os.path.join(root, name)))
-        live(f"backing up: {paths} path(s) added, changed or deleted; "
-             f"{units.size(written)} written")
+        live(f"backing up: {units.size(written)} written")
 
     outcome = runner.run(argv, work / "duplicity.log", doing="back up",
                          pass_fds=[opened.lock.fd] if opened.lock.fd is not None else [],
-                         live=progress if live else None, changes=True)
+                         live=progress if live else None)
     new = capture(files, journal.seeded)
-    _write_index(work / INDEX, duplicity.file_changes(outcome), recorded)
     seeded_times = complete_backup_times(journal.seeded)
     journal.parent = format_time(seeded_times[-1]) if seeded_times else None
     if placement.time not in complete_backup_times(new):
         raise CyaError("duplicity reported success but wrote no complete backup set",
                        "run with -v and report this")
+    _write_index(work / INDEX, duplicity.stored_paths(cache, placement.time, placement.full),
+                 recorded)
     journal.new = new
     journal.digests = {name: _private_digest(files / name) for name in new}
     fsync_dir(files)
@@ -485,8 +485,8 @@ def _private_digest(path: Path) -> list:
 
 def _write_index(index: Path, changes: Iterable[tuple[str, bytes]], recorded: Path) -> None:
     """Write the backup's file index to ``index`` (zlib of format 2, as the catalog keeps
-    it) while duplicity's log is read: one record at a time, so a full of any size
-    takes no more memory than a daily backup."""
+    it) while duplicity's signature file is read: one record at a time, so a full of
+    any size takes no more memory than a daily backup."""
     ours = fileindex.under(str(recorded.parent))  # cya's own state: not the user's files
     marks = _marks(recorded)
     temporary = index.with_name(f".{index.name}.tmp")

@@ -332,7 +332,7 @@ def _restore(opened: OpenTree, the_plan: RestorePlan, passphrase: str | None, so
                                     if the_plan.path else []), str(out)])
             free = os.statvfs(target).f_bavail * os.statvfs(target).f_frsize
 
-            def progress(_paths: int) -> None:
+            def progress() -> None:
                 info = os.statvfs(target)
                 live(f"restoring: {units.size(max(0, free - info.f_bavail * info.f_frsize))}"
                      " written")

@@ -1,8 +1,8 @@
 """The per-backup file index: what each backup holds, without decrypting it.
 
-duplicity logs, for every backup, each path it added (A), changed (M) or
-deleted (D) relative to the backup it diffed against. cya keeps that delta per
-backup, with what ``ls`` shows of each path: type (a symlink's target), mode,
+duplicity's signature file of every backup names each path it stored and each it
+deleted, relative to the backup it diffed against (cya/core/sigtar.py). cya keeps that
+delta per backup, with what ``ls`` shows of each path: type (a symlink's target), mode,
 owner and group, size, mtime, and marks for what duplicity does not keep (ACLs,
 xattrs, hard links, holes: cya's metadata records them). The file list of a
 backup is its chain's deltas applied in order from the full. Paths are bytes,
@@ -17,10 +17,12 @@ Format 2 (``MAGIC``, then one record per path, every field ``\\0``-terminated)::
     META \\0 PATH \\0 TARGET \\0
     META = CHANGE TYPE [" " MODE " " OWNER " " GROUP " " SIZE " " MTIME " " MARKS]
 
-CHANGE is A, M or D; TYPE one of ``TYPE_CODES`` (``g``: gone before cya looked);
-MODE is ``st_mode`` in octal; OWNER and GROUP are names (or ids when a name has
-none or holds a space); SIZE (files only), MTIME (seconds) or MARKS may be ``-``;
-MARKS are letters of ``MARK_NAMES``; TARGET is a symlink's target, else empty.
+CHANGE is A (a path of a full), M (one an incremental added or changed; indexes
+written before cya read signature files say A for an added one) or D (deleted);
+TYPE one of ``TYPE_CODES`` (``g``: gone before cya looked); MODE is ``st_mode`` in
+octal; OWNER and GROUP are names (or ids when a name has none or holds a space); SIZE
+(files only), MTIME (seconds) or MARKS may be ``-``; MARKS are letters of
+``MARK_NAMES``; TARGET is a symlink's target, else empty.
 A name holds any byte but ``\\0``, so one ``split`` parses a whole delta, and a
 record is decoded only when it is shown. Format 1 (a JSON list per line, names as
 strings with surrogates) is still read: old catalogs and the bucket hold it.

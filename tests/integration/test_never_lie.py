@@ -281,6 +281,7 @@ def test_a_config_value_of_the_wrong_type_is_refused(ws, key, line, named):
 
 CAFE = b"caf\xe9.txt"
 NEWLINE = b"new\nline.txt"
+BOTH = b"caf\xe9\nnew.txt"  # not UTF-8 and a line break: duplicity's log could not say it
 
 
 def as_bytes(shown: str) -> bytes:
@@ -297,7 +298,7 @@ def as_bytes(shown: str) -> bytes:
 def test_names_that_are_not_utf8_or_hold_a_newline_are_listed_and_restored(ws, tmp_path):
     source = os.fsencode(ws.source)
     change_source(ws.source, 0)
-    for name in (CAFE, NEWLINE):
+    for name in (CAFE, NEWLINE, BOTH):
         with open(source + b"/" + name, "wb") as handle:
             handle.write(b"contents of " + name)
     expected = snapshot(ws.source)
@@ -306,22 +307,22 @@ def test_names_that_are_not_utf8_or_hold_a_newline_are_listed_and_restored(ws, t
     found = ws.cya("find", "caf*").stdout
     assert "caf\\xe9.txt" in found, found
     found_json = json.loads(ws.cya("find", "caf*", "--json").stdout)
-    assert [as_bytes(m["path"]) for f in found_json for m in f["matches"]] == [
-        source + b"/" + CAFE]
+    assert sorted(as_bytes(m["path"]) for f in found_json for m in f["matches"]) == sorted([
+        source + b"/" + CAFE, source + b"/" + BOTH])
 
     text = ws.cya("ls", "--date", "now", str(ws.source)).stdout
     assert "caf\\xe9.txt" in text and "new\\nline.txt" in text, text
     listed = json.loads(ws.cya("ls", "--date", "now", str(ws.source), "--json").stdout)
     assert not [e for e in listed["files"] if e["type"] == "gone"], listed["files"]
     paths = {as_bytes(e["path"]): e for e in listed["files"]}
-    for name in (CAFE, NEWLINE):
+    for name in (CAFE, NEWLINE, BOTH):
         entry = paths[source + b"/" + name]
         assert entry["type"] == "file" and entry["size"] == len(b"contents of " + name)
 
     target = tmp_path / "restored"
     ws.cya("restore", "--date", "now", "--target", str(target))
     restored = restored_source(target, ws.source)
-    assert {CAFE, NEWLINE} <= set(os.listdir(os.fsencode(restored)))
+    assert {CAFE, NEWLINE, BOTH} <= set(os.listdir(os.fsencode(restored)))
     assert snapshot(restored) == expected
 
 

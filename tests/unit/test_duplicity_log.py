@@ -1,5 +1,5 @@
 """Reading duplicity (cya/duplicity.py's pure functions): its log on real output, escaped names,
-file changes, statistics, unreadable and listed files, and what a failure means.
+statistics, unreadable and listed files, and what a failure means.
 
 The logs in data/ are real duplicity 3.2.1 output (data/README.rst says how they were made);
 no duplicity runs here."""
@@ -17,11 +17,9 @@ from hypothesis import strategies as st
 from cya.config import Encryption, Settings
 from cya.core.fileindex import shown
 from cya.duplicity import (
-    FILE_CHANGES,
     LogRecord,
     Outcome,
     failure,
-    file_changes,
     listed_files,
     parse_log,
     statistics,
@@ -38,14 +36,8 @@ def real(name: str) -> str:
 
 
 def outcome(stem: str) -> Outcome:
-    """As ``Duplicity.run(changes=True)`` returns it: the records without the file changes,
-    which ``file_changes`` reads from the log and the console output."""
-    return Outcome(parse_log(real(f"{stem}.log"), skip=FILE_CHANGES), DATA / f"{stem}.log",
-                   DATA / f"{stem}.out")
-
-
-def changes(*pairs: tuple[str, str]) -> list[tuple[str, bytes]]:
-    return [(change, os.fsencode(path)) for change, path in pairs]
+    """As ``Duplicity.run`` returns it."""
+    return Outcome(parse_log(real(f"{stem}.log")))
 
 
 def escape(name: str | bytes) -> str:
@@ -137,43 +129,6 @@ def test_the_real_logs_escaped_names_unescape_to_what_duplicity_printed():
                 assert "\n".join(record.text) == f"{change} {unescape(record.extra)}"
 
 
-# --- file_changes ---------------------------------------------------------------------------
-
-def test_file_changes_of_a_real_full_backup():
-    assert list(file_changes(outcome("duplicity-full"))) == changes(
-        ("A", "."), ("A", "back\\slash.txt"), ("A", "café-utf8.txt"), ("A", "dir"),
-        ("A", "dir/changed.txt"), ("A", "dir/gone.txt"), ("A", "it's.txt"),
-        ("A", "new\nline.txt"), ("A", "plain.txt"), ("A", "tab\there"),
-        ("A", "with space.txt"),
-        ("A", "caf\udce9.txt"),  # dropped by the log: from the console
-    )
-    assert not [r for r in outcome("duplicity-full").records if r.code in FILE_CHANGES
-                and r.level == "INFO"]  # however many, none is held in memory
-
-
-def test_file_changes_of_a_real_incremental():
-    assert list(file_changes(outcome("duplicity-incremental"))) == changes(
-        ("A", "."), ("A", 'added"dq.txt'), ("A", "dir"), ("M", "dir/changed.txt"),
-        ("D", "dir/gone.txt"), ("D", "it's.txt"), ("M", "new\nline.txt"),
-        ("A", "added\udcff'q.txt"),  # dropped by the log: from the console
-    )
-    added = list(file_changes(outcome("duplicity-incremental")))[-1][1]
-    assert added == b"added\xff'q.txt"
-
-
-def test_file_changes_reads_only_change_records(tmp_path):
-    records = [LogRecord("INFO", 4, "'a'"), LogRecord("NOTICE", 4, "'not a change'"),
-               LogRecord("INFO", 10, "'listed, not changed'"), LogRecord("INFO", 6, ""),
-               LogRecord("WARNING", 5, "'x'"), LogRecord("INFO", 5, "'b'")]
-    log, output = tmp_path / "log", tmp_path / "out"
-    log.write_text("".join(written(r) for r in records))
-    output.write_bytes(b"A a\nM b\nD \xff but in the log? no: read\nX \xfe not a change\n")
-    assert list(file_changes(Outcome([], log, output))) == [
-        ("A", b"a"), ("M", b"b"), ("D", b"\xff but in the log? no: read")]
-    assert parse_log(log.read_text(), skip=FILE_CHANGES) == [r for r in records if not (
-        r.level == "INFO" and r.code in FILE_CHANGES)]
-
-
 # --- statistics, unreadable and listed files ------------------------------------------------
 
 def test_statistics_of_real_backups():
@@ -199,9 +154,6 @@ def test_an_unreadable_file_is_named():
 
 def test_unreadable_files_are_relative_to_the_root_like_every_other_path():
     records = parse_log(real("duplicity-unreadable.log"))
-    changed = [path for _, path in file_changes(
-        Outcome(records, DATA / "duplicity-unreadable.log"))]
-    assert b"tmp/fx2/src/readable.txt" in changed
     assert unreadable_files(records) == ["tmp/fx2/src/locked it's.txt"]
     assert [shown(p) for p in unreadable_files(records)] == ["/tmp/fx2/src/locked it's.txt"]
 
@@ -357,13 +309,3 @@ def test_anything_else_is_named_with_its_code():
         "duplicity failed (error 2) while trying to back up: bad option --x"
     assert failed(137).message == "duplicity failed (error 137) while trying to back up: " \
         "exit status 137"
-
-
-def test_file_changes_reads_names_from_the_console_only_when_it_holds_non_utf8(tmp_path):
-    log, output = tmp_path / "log", tmp_path / "out"
-    log.write_text(written(LogRecord("INFO", 4, "'caf\\xe9 \\\\ it\\'s'")))
-    output.write_bytes("A café \\ it's\nM dir/b\n".encode())  # every name in the log too
-    assert list(file_changes(Outcome([], log, output))) == [("A", "café \\ it's".encode())]
-    output.write_bytes(b"A caf\xc3\xa9 \\ it's\n" + b"x" * (1 << 20) + b"\nA caf\xe9\n")
-    assert list(file_changes(Outcome([], log, output))) == [
-        ("A", "café \\ it's".encode()), ("A", b"caf\xe9")]
