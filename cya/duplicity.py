@@ -301,29 +301,32 @@ def statistics(records: Sequence[LogRecord]) -> dict[str, float]:
     return stats
 
 
-def stored_paths(cache: Cache, time: datetime, full: bool) -> Iterator[tuple[str, bytes]]:
+def stored_paths(cache: Cache, time: datetime) -> Iterator[tuple[str, bytes]]:
     """(change, path relative to ``/``) of every path the backup set ending at ``time``
     stored (``A`` in a full, ``M`` added or changed, ``D`` deleted), read from the
     signature file duplicity left in the cache (plain gzip there, whatever the
     encryption): what it stored, every name as its bytes, read as it is needed, so a
-    full of any size is never held in memory. Raise CyaError when the file is missing
-    or is not what duplicity writes."""
+    full of any size is never held in memory. Whether the set is a full is read from
+    the file's name (duplicity makes a full when asked for an incremental it cannot
+    make). Raise CyaError when the file is missing or is not what duplicity writes."""
     stamp = format_time(time)
-    pattern = (re.compile(rf"duplicity-full-signatures\.{stamp}\.sigtar(\.gz)?") if full else
-               re.compile(rf"duplicity-new-signatures\.\d{{8}}T\d{{6}}Z\.to\.{stamp}"
-                          rf"\.sigtar(\.gz)?"))
+    pattern = re.compile(rf"duplicity-(full|new)-signatures\.(\d{{8}}T\d{{6}}Z\.to\.)?"
+                         rf"{stamp}\.sigtar(\.gz)?")
     folder = cache.archive_dir / cache.name
-    found = sorted(entry.path for entry in os.scandir(folder) if pattern.fullmatch(entry.name))
+    found = sorted((entry.path, match[1] == "full") for entry in os.scandir(folder)
+                   if (match := pattern.fullmatch(entry.name)) and (match[1] == "full")
+                   != bool(match[2]))
     if not found:
         raise CyaError(f"duplicity left no signature file for the backup at {stamp} in "
                        f"{folder}", "run with -v and report this")
-    with open(found[-1], "rb") as raw:
+    path, full = found[-1]
+    with open(path, "rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
     try:
-        with (gzip.open(found[-1], "rb") if gzipped else open(found[-1], "rb")) as handle:
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as handle:
             yield from sigtar.changes(handle.read, full)
     except (OSError, EOFError, zlib.error, sigtar.SigtarError) as error:
-        raise CyaError(f"duplicity's signature file {found[-1]} cannot be read: {error}",
+        raise CyaError(f"duplicity's signature file {path} cannot be read: {error}",
                        "run with -v and report this") from None
 
 

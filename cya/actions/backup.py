@@ -446,8 +446,7 @@ def _make(opened: OpenTree, placement: Placement, journal: BackupJournal,
     if placement.time not in complete_backup_times(new):
         raise CyaError("duplicity reported success but wrote no complete backup set",
                        "run with -v and report this")
-    _write_index(work / INDEX, duplicity.stored_paths(cache, placement.time, placement.full),
-                 recorded)
+    _write_index(work / INDEX, duplicity.stored_paths(cache, placement.time), recorded)
     journal.new = new
     journal.digests = {name: _private_digest(files / name) for name in new}
     fsync_dir(files)

@@ -58,27 +58,34 @@ def test_stored_paths_finds_the_signature_file_of_the_backup_it_is_asked_for(tmp
     cache = in_cache(tmp_path, FULL, INCREMENTAL)
     full = datetime(2012, 12, 4, 12, tzinfo=UTC)
     incremental = datetime(2012, 12, 5, 12, tzinfo=UTC)
-    assert list(stored_paths(cache, full, True)) == read(FULL, full=True)
-    assert list(stored_paths(cache, incremental, False)) == read(INCREMENTAL, full=False)
+    assert list(stored_paths(cache, full)) == read(FULL, full=True)
+    assert list(stored_paths(cache, incremental)) == read(INCREMENTAL, full=False)
     # a signature file not gzipped (duplicity keeps the name's suffix) reads the same
     folder = cache.archive_dir / cache.name
     plain = folder / INCREMENTAL.removesuffix(".gz")
     plain.write_bytes(gzip.decompress((folder / INCREMENTAL).read_bytes()))
     (folder / INCREMENTAL).unlink()
-    assert list(stored_paths(cache, incremental, False)) == read(INCREMENTAL, full=False)
+    assert list(stored_paths(cache, incremental)) == read(INCREMENTAL, full=False)
+    # duplicity makes a full when it cannot make the incremental it was asked for: the
+    # file's name says which it made
+    (folder / FULL).rename(folder / FULL.replace("20121204T120000Z", "20121205T120000Z"))
+    (folder / plain.name).unlink()
+    assert [change for change, _ in stored_paths(cache, incremental)] == ["A"] * 15
 
 
 def test_stored_paths_fails_with_one_line_when_the_file_is_missing_or_damaged(tmp_path):
     cache = in_cache(tmp_path, FULL)
     with pytest.raises(CyaError, match="duplicity left no signature file for the backup at "
                                        "20121205T120000Z"):
-        list(stored_paths(cache, datetime(2012, 12, 5, 12, tzinfo=UTC), False))
-    with pytest.raises(CyaError, match="no signature file"):  # a full is not an incremental
-        list(stored_paths(cache, datetime(2012, 12, 4, 12, tzinfo=UTC), False))
+        list(stored_paths(cache, datetime(2012, 12, 5, 12, tzinfo=UTC)))
+    folder = cache.archive_dir / cache.name  # the signature file of another set
+    (folder / INCREMENTAL.replace(".to.20121205", ".to.20121206")).touch()
+    with pytest.raises(CyaError, match="no signature file"):
+        list(stored_paths(cache, datetime(2012, 12, 5, 12, tzinfo=UTC)))
     damaged = cache.archive_dir / cache.name / FULL
     damaged.write_bytes(damaged.read_bytes()[:300])
     with pytest.raises(CyaError, match="signature file .* cannot be read"):
-        list(stored_paths(cache, datetime(2012, 12, 4, 12, tzinfo=UTC), True))
+        list(stored_paths(cache, datetime(2012, 12, 4, 12, tzinfo=UTC)))
 
 
 # --- any tar tarfile writes ---------------------------------------------------------------
