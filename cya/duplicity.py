@@ -313,18 +313,23 @@ def stored_paths(cache: Cache, time: datetime) -> Iterator[tuple[str, bytes]]:
     pattern = re.compile(rf"duplicity-(full|new)-signatures\.(\d{{8}}T\d{{6}}Z\.to\.)?"
                          rf"{stamp}\.sigtar(\.gz)?")
     folder = cache.archive_dir / cache.name
-    found = sorted((entry.path, match[1] == "full") for entry in os.scandir(folder)
-                   if (match := pattern.fullmatch(entry.name)) and (match[1] == "full")
-                   != bool(match[2]))
+    try:
+        found = sorted((entry.path, match[1] == "full") for entry in os.scandir(folder)
+                       if (match := pattern.fullmatch(entry.name))
+                       and (match[1] == "full") != bool(match[2]))
+    except FileNotFoundError:
+        found = []
     if not found:
         raise CyaError(f"duplicity left no signature file for the backup at {stamp} in "
-                       f"{folder}", "run with -v and report this")
+                       f"{folder}", "take --archive-dir and --name out of duplicity_options "
+                       "if the config sets them; else run with -v and report this")
     path, full = found[-1]
-    with open(path, "rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
     try:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
         with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as handle:
-            yield from sigtar.changes(handle.read, full)
+            # duplicity runs in cya's environment: its names are in this file system encoding
+            yield from sigtar.changes(handle.read, full, sys.getfilesystemencoding())
     except (OSError, EOFError, zlib.error, sigtar.SigtarError) as error:
         raise CyaError(f"duplicity's signature file {path} cannot be read: {error}",
                        "run with -v and report this") from None

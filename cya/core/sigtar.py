@@ -41,11 +41,10 @@ def _padded(size: int) -> int:
     return -(-size // BLOCK) * BLOCK
 
 
-def _pax_path(data: bytes) -> bytes | None:
-    """The ``path`` record of a PAX extended header (``LENGTH KEY=VALUE\\n`` records;
-    a value is any bytes, new lines included: hdrcharset=BINARY keeps a name that is
-    not UTF-8 as its bytes)."""
-    path = None
+def _pax_records(data: bytes) -> dict[bytes, bytes]:
+    """The records of a PAX extended header: ``LENGTH KEY=VALUE\\n``, a value any bytes,
+    new lines included."""
+    records = {}
     at = 0
     while at < len(data) and data[at] != 0:
         space = data.find(b" ", at)
@@ -59,17 +58,18 @@ def _pax_path(data: bytes) -> bytes | None:
         if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
             raise SigtarError("bad PAX record")
         key, _, value = record[:-1].partition(b"=")
-        if key == b"path":
-            path = value
+        records[key] = value
         at += length
-    return path
+    return records
 
 
-def member_names(read: Callable[[int], bytes]) -> Iterator[bytes]:
-    """The name of every member of the tar that ``read(n)`` returns in order (each
-    name whole, however long or whatever bytes it holds). Raise SigtarError for what
-    is not a tar, or ends before its end-of-archive blocks."""
-    long_name = None
+def member_names(read: Callable[[int], bytes], encoding: str = "utf-8") -> Iterator[bytes]:
+    """The name of every member of the tar that ``read(n)`` returns in order, each whole
+    and as the bytes of the file's name, however long or whatever bytes it holds.
+    ``encoding``: the file system encoding of the process that wrote the tar (tarfile
+    encodes names with it, but a PAX record as UTF-8 unless it says hdrcharset=BINARY).
+    Raise SigtarError for what is not a tar, or ends before its end-of-archive blocks."""
+    long_name = long_size = None
     while True:
         header = read(BLOCK)
         if len(header) < BLOCK:
@@ -84,15 +84,21 @@ def member_names(read: Callable[[int], bytes]) -> Iterator[bytes]:
             data = read(_padded(size))
             if len(data) < size:
                 raise SigtarError("the tar ends in the middle")
-            found = _pax_path(data[:size]) if kind == b"x" else (
-                data[:size].rstrip(b"\0") if kind == b"L" else None)
-            long_name = found if found is not None else long_name
+            if kind == b"L":
+                long_name = data[:size].rstrip(b"\0")
+            elif kind == b"x":
+                records = _pax_records(data[:size])
+                if b"path" in records:
+                    long_name = _pax_name(records[b"path"], records, encoding)
+                if b"size" in records:  # 8 GiB or more: the header's field says 0
+                    long_size = _pax_number(records[b"size"])
             continue
         name = header[:100].split(b"\0", 1)[0]
         if header[257:263] == b"ustar\0" and header[345] != 0:  # POSIX: a prefix field
             name = header[345:500].split(b"\0", 1)[0] + b"/" + name
         yield long_name if long_name is not None else name
-        long_name = None
+        size = long_size if long_size is not None else size
+        long_name = long_size = None
         if size and kind not in _NO_DATA:  # as tarfile reads it: data follows the header
             skipped = _padded(size)
             while skipped:
@@ -102,11 +108,29 @@ def member_names(read: Callable[[int], bytes]) -> Iterator[bytes]:
                 skipped -= got
 
 
-def changes(read: Callable[[int], bytes], full: bool) -> Iterator[tuple[str, bytes]]:
+def _pax_name(value: bytes, records: dict[bytes, bytes], encoding: str) -> bytes:
+    if records.get(b"hdrcharset") == b"BINARY" or encoding.lower().replace("-", "") == "utf8":
+        return value
+    try:
+        return value.decode("utf-8").encode(encoding, "surrogateescape")
+    except (UnicodeError, LookupError):
+        raise SigtarError(f"a PAX path that is not {encoding}: {value[:200]!r}") from None
+
+
+def _pax_number(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise SigtarError(f"bad PAX number: {value[:40]!r}") from None
+
+
+def changes(read: Callable[[int], bytes], full: bool, encoding: str = "utf-8"
+            ) -> Iterator[tuple[str, bytes]]:
     """(change, path) for every path a signature file names: ``A`` for each of a
     full, ``M`` for what an incremental stored (added or changed), ``D`` for what it
-    deleted. Raise SigtarError for a member duplicity does not write."""
-    for name in member_names(read):
+    deleted (``encoding`` as ``member_names`` takes it). Raise SigtarError for a member
+    duplicity does not write."""
+    for name in member_names(read, encoding):
         prefix, _, path = name.partition(b"/")
         change = PREFIXES.get(prefix)
         if change is None:
