@@ -90,6 +90,22 @@ def run_alone(name: str, work: Path | None, out: Path | None,
     print(f"\nwritten: {out}")
 
 
+def run_sized(name: str, job: Callable[[Path, int, float, int, int], dict], *,
+              size_scale: float, size_help: str, rounds: int, seed: int) -> None:
+    """``python -m benchmarks.NAME [--files N] [--size-scale S] [--rounds N] [--seed N]
+    [--work DIR] [--out FILE]``: ``job(work, files, size_scale, rounds, seed)`` run alone."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}")
+    parser.add_argument("--files", type=int, default=25_000)
+    parser.add_argument("--size-scale", type=float, default=size_scale, help=size_help)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--out", type=Path, help="JSON output file")
+    args = parser.parse_args()
+    run_alone(name, args.work, args.out, lambda work: job(
+        work, args.files, args.size_scale, args.rounds, args.seed))
+
+
 def print_section(name: str, data: dict, indent: str = "") -> None:
     if not indent:
         print(f"\n== {name} ==")

@@ -23,7 +23,6 @@ tree) is not here: ``python -m benchmarks scale`` measures whole ``cya backup`` 
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -86,19 +85,10 @@ def run(work: Path, files: int, size_scale: float, rounds: int, seed: int) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fullargs")
-    parser.add_argument("--files", type=int, default=25_000)
-    parser.add_argument("--size-scale", type=float, default=0.5,
-                        help="multiply every file size (0.5: about 0.4 GB at 25,000 files)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
-    parser.add_argument("--out", type=Path, help="JSON output file")
-    args = parser.parse_args()
-    from benchmarks.__main__ import run_alone
+    from benchmarks.__main__ import run_sized
 
-    run_alone("fullargs", args.work, args.out,
-              lambda work: run(work, args.files, args.size_scale, args.rounds, args.seed))
+    run_sized("fullargs", run, size_scale=0.5, rounds=3, seed=5,
+              size_help="multiply every file size (0.5: about 0.4 GB at 25,000 files)")
 
 
 if __name__ == "__main__":

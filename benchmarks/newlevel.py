@@ -21,7 +21,6 @@ median of the per-round ratios; duplicity's own share of the cya run is timed ap
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -135,19 +134,10 @@ def run(work: Path, files: int, size_scale: float, count: int, seed: int) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.newlevel")
-    parser.add_argument("--files", type=int, default=25_000)
-    parser.add_argument("--size-scale", type=float, default=0.1,
-                        help="multiply every file size (0.1: about 0.2 GB at 25,000 files)")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=2012)
-    parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
-    parser.add_argument("--out", type=Path, help="JSON output file")
-    args = parser.parse_args()
-    from benchmarks.__main__ import run_alone
+    from benchmarks.__main__ import run_sized
 
-    run_alone("newlevel", args.work, args.out,
-              lambda work: run(work, args.files, args.size_scale, args.rounds, args.seed))
+    run_sized("newlevel", run, size_scale=0.1, rounds=6, seed=2012,
+              size_help="multiply every file size (0.1: about 0.08 GB at 25,000 files)")
 
 
 if __name__ == "__main__":
