@@ -10,7 +10,8 @@ path it holds, an incremental's every path it changed, added or deleted.
 Only the member headers are read, a block at a time: ``tarfile`` builds a TarInfo per
 member (65 µs each, measured: 0.77 s for a month of changes to 25,000 files), this
 about 7 µs, gunzip included (0.08 s). Python's tarfile wrote the file, in its default
-PAX format; a GNU long name and a base-256 size are understood too.
+PAX format (a long or non-ASCII name, and a size of 8 GiB or more, in a PAX record);
+the ustar prefix, GNU long names and base-256 sizes are understood too.
 """
 
 from __future__ import annotations
