@@ -41,7 +41,6 @@ class Repeat:
 
     def __init__(self, bench: Bench, chain: str):
         self.work = bench.work
-        self.chain = chain
         self.kept = self.work / "kept"
         self.parts = ["cya", f"plain-{chain}", "plain-cache"]
 
