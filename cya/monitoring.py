@@ -30,11 +30,8 @@ knows it can ping), so messages name only its scheme and host.
 from __future__ import annotations
 
 import collections
-import http.client
 import logging
 import time
-import urllib.error
-import urllib.request
 import uuid
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -125,6 +122,12 @@ class Monitor:
 
     def _send(self, url: str, data: bytes) -> tuple[bool, str | None]:
         """POST once. Return (worth retrying, why it failed) — (False, None) when it worked."""
+        # imported here: every backup loads this module, few send pings (http.client and
+        # urllib.request are a tenth of cya's start-up)
+        import http.client
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(url, data=data, method="POST", headers={
             "User-Agent": f"cya/{__version__}",
             "Content-Type": "text/plain; charset=utf-8",

@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from cya import config, monitoring
+from cya import config
 from cya.errors import ConfigError
 from cya.monitoring import BODY_LIMIT, LogTail, Monitor
 
@@ -259,7 +260,7 @@ def test_nothing_here_raises(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("something unexpected")
 
-    monkeypatch.setattr(monitoring.urllib.request, "urlopen", broken)
+    monkeypatch.setattr(urllib.request, "urlopen", broken)
     with caplog.at_level(logging.WARNING, logger="cya"):
         assert Monitor("http://127.0.0.1:1/x").start() is False
     assert "RuntimeError: something unexpected" in caplog.text
