@@ -88,23 +88,20 @@ def record_meta(change: str, kind: str, mode: int | None = None, owner: str | No
                 group: str | None = None, size: int | None = None, mtime: int | None = None,
                 marks: str = "") -> bytes:
     """The META field of a record."""
-    head = _meta_head(change, kind, mode, owner, group)
     if change == "D" or kind == "gone":
-        return head
-    return head + (f"{'-' if size is None else size} {'-' if mtime is None else mtime} "
-                   f"{marks or '-'}").encode()
+        return change.encode() + TYPE_CODES[kind]
+    return _meta_head(change, kind, mode, owner, group) + (
+        f"{'-' if size is None else size} {'-' if mtime is None else mtime} "
+        f"{marks or '-'}").encode()
 
 
 @lru_cache(maxsize=4096)
 def _meta_head(change: str, kind: str, mode: int | None, owner: str | None,
                group: str | None) -> bytes:
-    """CHANGE TYPE and what follows up to SIZE: made once for each of the few kinds,
-    modes and owners a backup holds (a full writes one record per path)."""
-    head = change.encode() + TYPE_CODES[kind]
-    if change == "D" or kind == "gone":
-        return head
-    return head + (f" {'-' if mode is None else format(mode, 'o')} {owner or '-'} "
-                   f"{group or '-'} ").encode()
+    """CHANGE TYPE and what follows up to SIZE of a path that exists: made once for each
+    of the few kinds, modes and owners a backup holds (a full writes one record per path)."""
+    return change.encode() + TYPE_CODES[kind] + (
+        f" {'-' if mode is None else format(mode, 'o')} {owner or '-'} {group or '-'} ").encode()
 
 
 @dataclass(frozen=True, slots=True)
