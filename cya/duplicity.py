@@ -125,6 +125,62 @@ def selection(settings: Settings, sources: Sequence[Path], never: Sequence[Path]
     return options
 
 
+_OWN_CACHE = "cya sets it (one duplicity cache per level)"
+_OWN_NAMES = "cya finds backups in the tree by duplicity's standard file names"
+_OWN_KIND = ("cya decides full or incremental by the level a backup starts; duplicity "
+             "would make a full that cya records and reports as an incremental")
+# what duplicity_options may not hold, and why: cya sets it for every backup itself, or
+# duplicity would then do something other than what cya records and reports
+_REFUSED = {
+    "--archive-dir": _OWN_CACHE,
+    "--name": _OWN_CACHE,
+    "--file-prefix": _OWN_NAMES,
+    "--file-prefix-archive": _OWN_NAMES,
+    "--file-prefix-manifest": _OWN_NAMES,
+    "--file-prefix-signature": _OWN_NAMES,
+    "--file-prefix-jsonstat": _OWN_NAMES,
+    "--current-time": "cya sets it to the backup's time (cya --now chooses that time)",
+    "--full-if-older-than": _OWN_KIND,
+    "--full-if-n-inc": _OWN_KIND,
+    "--dry-run": "use cya backup --dry-run",
+}
+_UNENCRYPTED = "--no-encryption"
+_TO_A_KEY = ("--encrypt-key", "--hidden-encrypt-key", "--encrypt-sign-key")
+
+
+def refused_options(options: Sequence[str], mode: str) -> list[str]:
+    """What in ``duplicity_options`` a backup must refuse, one line each (empty: none).
+
+    Besides what cya sets itself (``_REFUSED``), the options that would make duplicity
+    encrypt otherwise than ``encryption.mode`` says: ``--no-encryption`` (backups the
+    user thinks encrypted would be stored and sent off-site readable) unless the mode is
+    ``none``, and encrypting to a key unless the mode is ``gpg-key`` (the passphrase
+    would then restore nothing; with ``gpg-key`` they add recipients, which is fine).
+    duplicity reads an unambiguous start of a long option as the option, so a start of
+    a refused one is refused too."""
+    refused = dict(_REFUSED)
+    if mode != "none":
+        refused[_UNENCRYPTED] = (f"backups would be stored unencrypted, though "
+                                 f"encryption.mode is \"{mode}\"; set mode = \"none\" if "
+                                 "that is meant")
+    if mode != "gpg-key":
+        for option in _TO_A_KEY:
+            refused[option] = ("backups would be encrypted to a gpg key, not as "
+                               f"encryption.mode = \"{mode}\" says; set mode = \"gpg-key\" "
+                               "and gpg_key instead")
+    problems = []
+    for token in options:
+        name = token.split("=", 1)[0]
+        if not name.startswith("--") or len(name) < 3:
+            continue
+        meant = [name] if name in refused else sorted(o for o in refused if o.startswith(name))
+        if meant:
+            read_as = "" if meant == [name] else f" (duplicity reads it as {' or '.join(meant)})"
+            problems.append(f"duplicity_options: {name}{read_as} cannot be passed to a "
+                            f"backup: {refused[meant[0]]}")
+    return problems
+
+
 def encryption(settings: Settings) -> list[str]:
     mode = settings.encryption.mode
     if mode == "none":

@@ -148,7 +148,8 @@ def check(settings: Settings, request: BackupRequest) -> tuple[str | None, list]
 
     Raise ConfigError/UsageError naming every problem found.
     """
-    problems = []
+    problems = duplicity.refused_options(settings.duplicity_options,
+                                         settings.encryption.mode)
     sources: list = []
     try:
         sources = resolve_sources(settings)

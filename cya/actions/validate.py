@@ -8,7 +8,9 @@ Every problem is reported, each on its own line, not just the first:
 * TOML syntax: where (line, column) and what, never a suggestion to overwrite the file;
 * every key, by its key path (config._Validator: unknown keys, wrong types, an unknown
   ``archive.storage_class``, ...);
-* the passphrase file the config names: missing, empty, or readable by others.
+* the passphrase file the config names: missing, empty, or readable by others;
+* ``duplicity_options`` a backup refuses (duplicity.refused_options): what cya sets
+  itself, and what would encrypt otherwise than ``encryption.mode`` says.
 
 What is not wrong but worth knowing is a note: a tree that does not exist yet (``cya
 init`` makes it), sources that do not exist on this machine, a bucket that was not
@@ -23,7 +25,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cya import config
+from cya import config, duplicity
 from cya.errors import ConfigError
 from cya.opentree import unopened
 
@@ -71,6 +73,8 @@ def run(explicit: str | None) -> Validation:
     except ConfigError:
         return Validation(path, (*problems, *validator.problems))
     problems += _passphrase(settings)
+    problems += duplicity.refused_options(settings.duplicity_options,
+                                          settings.encryption.mode)
     return Validation(path, tuple(problems), tuple(_notes(settings)))
 
 

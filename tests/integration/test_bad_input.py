@@ -94,6 +94,44 @@ def test_wrong_passphrase(tree):
     assert list((tree.tree / ".cya" / "staging").iterdir()) == []
 
 
+@pytest.mark.parametrize("options, needle", [
+    (["--full-if-older-than", "1D"], "--full-if-older-than cannot be passed to a backup: "
+                                     "cya decides full or incremental"),
+    (["--no-encryption"], "--no-encryption cannot be passed to a backup: backups would be "
+                          'stored unencrypted, though encryption.mode is "passphrase"'),
+    (["--encrypt-key=0xDEADBEEF"], "backups would be encrypted to a gpg key"),
+    (["--volsize", "1", "--na", "other"], "--na (duplicity reads it as --name)"),
+    (["--current-time", "0"], "--current-time cannot be passed to a backup"),
+], ids=["full-if-older-than", "no-encryption", "encrypt-key", "abbreviated name",
+        "current-time"])
+def test_duplicity_options_that_would_betray_the_backup_refuse_it_before_it_starts(
+        tree, tmp_path, options, needle):
+    """Passed through, these made duplicity store a full that cya reported as an
+    incremental, store backups unencrypted under a passphrase config, encrypt them to a
+    key the passphrase cannot open, or break the cache and the placement after a whole
+    run. Now the backup stops first, the tree untouched; restores still read the tree."""
+    expected = snapshot(tree.source)
+    listed = ", ".join(f'"{option}"' for option in options)
+    text = tree.config.read_text()
+    tree.config.write_text(text.replace("duplicity_options = []",
+                                        f"duplicity_options = [{listed}]"))
+    before = tree_state(tree.tree)
+    catalog = (tree.tree / ".cya" / "catalog.sqlite").read_bytes()
+    change_source(tree.source, 3)
+    for dry in ((), ("--dry-run",)):
+        result = tree.backup("2012-12-06T12:00", *dry, check=False)
+        assert_one_line_error(result, 2, needle, f"fix the config {tree.config}")
+    assert tree_state(tree.tree) == before
+    assert (tree.tree / ".cya" / "catalog.sqlite").read_bytes() == catalog
+    validated = tree.cya("config", "validate", check=False)
+    assert validated.returncode == 2
+    assert any(needle in line for line in validated.stderr.splitlines()
+               if line.startswith("cya: problem: duplicity_options: ")), validated.stderr
+    target = tmp_path / "restored"
+    tree.cya("restore", "--date", "2012-12-05", "--target", str(target))
+    assert snapshot(restored_source(target, tree.original_source)) == expected
+
+
 def test_no_config_at_all(tmp_path):
     ws = Workspace(tmp_path)
     result = ws.cya("backup", check=False)
