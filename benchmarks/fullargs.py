@@ -1,4 +1,5 @@
-"""Where a full costs more than plain duplicity: duplicity with cya's arguments, piece by piece.
+"""Where a full and an incremental cost more than plain duplicity: duplicity with cya's
+arguments, piece by piece.
 
     python -m benchmarks.fullargs [--files N] [--size-scale S] [--rounds N]
 
@@ -16,6 +17,11 @@ empty target and cache:
 ``--verbosity info``, logging every stored path: results/fullargs.json, measured then,
 has that list as ``cya`` and the list without it as ``cya, no file list``.)
 
+Then as many incrementals: each round one day of churn (1% changed, 0.2% added, 0.1%
+deleted), then ``duplicity incremental`` by each list into the chain its last full
+began, interleaved the same way. The same source with the same changes: what an
+incremental pays for walking from ``/`` is ``selection`` against ``plain``.
+
 CPU time (user + sys) of the whole process tree, gpg included; medians and the ratio
 of each to ``plain``. cya's own process (the metadata recording, the file index, the
 tree) is not here: ``python -m benchmarks scale`` measures whole ``cya backup`` runs.
@@ -23,7 +29,7 @@ tree) is not here: ``python -m benchmarks scale`` measures whole ``cya backup`` 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from benchmarks import measure
@@ -34,20 +40,21 @@ DAY = date(2013, 1, 2)
 
 
 def argument_lists(work: Path, source: Path, env: dict) -> dict[str, list[str]]:
-    """The three argument lists (after ``full``), each with ``{target}`` and ``{cache}``
-    where its own directories go."""
+    """The three argument lists (after ``full`` or ``incremental``), each with
+    ``{target}`` and ``{cache}`` where its own directories go and ``{time}`` for the
+    backup's time."""
     from cya import config, duplicity
 
     settings = config.load(Path(env["CYA_CONFIG"]))
-    stamp = ["--current-time", str(int(datetime(DAY.year, DAY.month, DAY.day, 12,
-                                                tzinfo=UTC).timestamp()))]
-    plain = [*stamp, "--archive-dir", "{cache}", "--name", "x", "--num-retries", "1"]
+    plain = ["--current-time", "{time}", "--archive-dir", "{cache}", "--name", "x",
+             "--num-retries", "1"]
     cya = duplicity.backup_argv(
         full=True, settings=settings, sources=[source], target=Path("{target}"),
         cache=duplicity.Cache(Path("{cache}"), "x"), tempdir=work / "tmp",
         time=datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC),
         never=[settings.tree], also=[settings.tree / ".cya" / "metadata"])[1:]
-    assert cya[-1] == "file://{target}"
+    assert cya[-1] == "file://{target}" and cya[0] == "--current-time"
+    cya[1] = "{time}"
     cya += ["--log-file", str(work / "duplicity.log")]
     selection = duplicity.selection(settings, [source], [settings.tree])
     return {
@@ -63,24 +70,53 @@ def run(work: Path, files: int, size_scale: float, rounds: int, seed: int) -> di
     env = cya_setup(work, source.root)
     (work / "tmp").mkdir()
     lists = argument_lists(work, source.root, env)
-    cpu: dict[str, list[float]] = {name: [] for name in lists}
     names = list(lists)
+
+    def backup(command: str, name: str, day: date) -> float:
+        """CPU seconds of one duplicity run by list ``name`` into its own chain."""
+        (work / "duplicity.log").unlink(missing_ok=True)
+        noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+        places = {"{target}": str(work / f"target-{name}"),
+                  "{cache}": str(work / f"cache-{name}"),
+                  "{time}": str(int(noon.timestamp()))}
+        argv = []
+        for arg in lists[name]:
+            for place, value in places.items():
+                arg = arg.replace(place, value)
+            argv.append(arg)
+        return measure.run([DUPLICITY, command, *argv], base_env(work)).cpu
+
+    full: dict[str, list[float]] = {name: [] for name in lists}
+    incremental: dict[str, list[float]] = {name: [] for name in lists}
     for number in range(rounds):
         for name in names if number % 2 == 0 else names[::-1]:
-            target, cache = fresh(work / "target"), fresh(work / "cache-dir")
-            (work / "duplicity.log").unlink(missing_ok=True)
-            argv = [arg.replace("{target}", str(target)).replace("{cache}", str(cache))
-                    for arg in lists[name]]
-            cpu[name].append(measure.run([DUPLICITY, "full", *argv], base_env(work)).cpu)
-            print(f"round {number + 1} {name}: {cpu[name][-1]:.2f} s CPU", flush=True)
-    base = median(cpu["plain"])
+            fresh(work / f"target-{name}")
+            fresh(work / f"cache-{name}")
+            full[name].append(backup("full", name, DAY))
+            print(f"round {number + 1} {name} full: {full[name][-1]:.2f} s CPU", flush=True)
+    for number in range(rounds):  # the chains of the last round's fulls go on
+        day = DAY + timedelta(days=number + 1)
+        source.churn(day)
+        for name in names if number % 2 == 0 else names[::-1]:
+            incremental[name].append(backup("incremental", name, day))
+            print(f"round {number + 1} {name} incremental: {incremental[name][-1]:.2f} s CPU",
+                  flush=True)
+
+    def summary(cpu: dict[str, list[float]]) -> dict:
+        base = median(cpu["plain"])
+        return {
+            "cpu_s": {name: [round(value, 2) for value in values]
+                      for name, values in cpu.items()},
+            "median_cpu_s": {name: round(median(values), 2) for name, values in cpu.items()},
+            "vs_plain": {name: round(median(values) / base, 3) for name, values in cpu.items()},
+        }
+
     return {
         "data": source.describe(),
         "rounds": rounds,
         "cya_arguments": " ".join(lists["cya"]),
-        "cpu_s": {name: [round(value, 2) for value in values] for name, values in cpu.items()},
-        "median_cpu_s": {name: round(median(values), 2) for name, values in cpu.items()},
-        "vs_plain": {name: round(median(values) / base, 3) for name, values in cpu.items()},
+        "full": summary(full),
+        "incremental": summary(incremental),
     }
 
 
