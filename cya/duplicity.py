@@ -81,14 +81,24 @@ def _within(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
+def _selects(option: str) -> bool:
+    """Whether a duplicity option takes part in selection (and so in its order)."""
+    return option.startswith(("--include", "--exclude", "--filter", "--files-from"))
+
+
 def selection(settings: Settings, sources: Sequence[Path], never: Sequence[Path],
               also: Sequence[Path] = ()) -> list[str]:
-    """Selection options and the source argument: back up ``sources`` from ``/``.
+    """Selection options, the config's ``duplicity_options`` among them, and the source
+    argument: back up ``sources`` from ``/``.
 
     Paths in backups are absolute, as with restic and borg, so any number of
     sources fit one chain. ``never`` (the tree, duplicity's cache) is excluded before
     the sources are included: a tree inside a source must not back itself up. ``also``
-    (cya's metadata of the run) is included whatever else the options say.
+    (cya's metadata of the run) is included whatever else the options say. duplicity
+    takes the first selection option that matches a path, so both come before the
+    ``duplicity_options`` (an ``--include`` there must not bring the tree back, an
+    ``--exclude '**/.*'`` must not drop the metadata), and cya's own patterns after
+    them are read as globs, case-sensitive, whatever ``--filter-*`` they switched to.
 
     duplicity tries its selection options on every path it walks, in order, until one
     says include or exclude, and each try costs a glob match and a debug log record
@@ -96,24 +106,31 @@ def selection(settings: Settings, sources: Sequence[Path], never: Sequence[Path]
     plain run). So only what can matter is passed: a ``never`` path only when it lies
     inside a source (or holds one: it then wins, as the user would expect) and not
     inside another ``never`` path, and ``also`` after the sources, where a file of a
-    source never reaches it, unless an exclude before it could take it.
+    source never reaches it, unless an exclude before it could take it. Selection
+    options among ``duplicity_options`` may reach anything: every ``never`` path and
+    ``also`` then come first.
     """
     roots = [os.path.normpath(str(source)) for source in sources]
+    passed = list(settings.duplicity_options)
+    selecting = [option for option in passed if _selects(option)]
     excluded: list[str] = []
     for path in sorted({os.path.normpath(str(path)) for path in never}, key=len):
         if any(_within(path, top) for top in excluded):
             continue  # already excluded with a directory above it
-        if any(_within(path, root) or _within(root, path) for root in roots):
+        if selecting or any(_within(path, root) or _within(root, path) for root in roots):
             excluded.append(path)
     extra = [os.path.normpath(str(path)) for path in also]
-    first = bool(settings.exclude) or any(_within(path, top) for path in extra
-                                          for top in excluded)
+    first = bool(settings.exclude) or bool(selecting) or any(
+        _within(path, top) for path in extra for top in excluded)
     options: list[str] = []
     if first:
         for path in extra:
             options += ["--include", glob_escape(path)]
     for path in excluded:
         options += ["--exclude", glob_escape(path)]
+    options += passed
+    if any(option.startswith("--filter") for option in selecting):
+        options += ["--filter-globbing", "--filter-strictcase"]
     for pattern in settings.exclude:
         options += ["--exclude", pattern]
     for root in roots:
@@ -127,10 +144,11 @@ def selection(settings: Settings, sources: Sequence[Path], never: Sequence[Path]
 
 _OWN_CACHE = "cya sets it (one duplicity cache per level)"
 _OWN_NAMES = "cya finds backups in the tree by duplicity's standard file names"
-_OWN_KIND = ("cya decides full or incremental by the level a backup starts; duplicity "
-             "would make a full that cya records and reports as an incremental")
-# what duplicity_options may not hold, and why: cya sets it for every backup itself, or
-# duplicity would then do something other than what cya records and reports
+_OWN_KIND = ("duplicity would make a full that cya records and reports as an incremental "
+             "(cya starts a full where its levels need one)")
+_PRINTS = "duplicity would print it instead of backing up"
+# what duplicity_options may not hold in any mode, and why: cya sets it for every backup
+# itself, or duplicity would then do something other than what cya records and reports
 _REFUSED = {
     "--archive-dir": _OWN_CACHE,
     "--name": _OWN_CACHE,
@@ -143,42 +161,97 @@ _REFUSED = {
     "--full-if-older-than": _OWN_KIND,
     "--full-if-n-inc": _OWN_KIND,
     "--dry-run": "use cya backup --dry-run",
+    "--help": _PRINTS,
+    "--version": _PRINTS,
+    "--exclude-other-filesystems": (
+        "cya backs up from / so duplicity would leave out every source on another file "
+        "system than / (exclude mount points by the config's exclude globs instead)"),
+    "--copy-links": ("cya records and restores symlinks as links: its file index and "
+                     "metadata would not match what duplicity stores"),
 }
-_UNENCRYPTED = "--no-encryption"
 _TO_A_KEY = ("--encrypt-key", "--hidden-encrypt-key", "--encrypt-sign-key")
+# duplicity options that are also starts of refused ones: duplicity reads each as itself
+# (tests/unit/test_duplicity_options.py checks every start against duplicity's parser)
+_WHOLE = frozenset({"--exclude", "--file-prefix"})
+_VERBOSITY = "--verbosity"
+_VERBOSITY_WORDS = {"e": 0, "error": 0, "w": 2, "warning": 2, "n": 3, "notice": 3,
+                    "i": 5, "info": 5, "d": 9, "debug": 9}
+_LEAST_VERBOSITY = 2  # duplicity.log.WARNING: cya reads its warnings (unreadable files)
+
+
+def _refused(mode: str) -> dict[str, str]:
+    """``_REFUSED`` and the options that would encrypt otherwise than ``mode`` says."""
+    refused = dict(_REFUSED)
+    if mode == "none":
+        refused["--encryption"] = ("the backups would be encrypted though encryption.mode "
+                                   "is \"none\" (set mode = \"passphrase\" or "
+                                   "\"gpg-key\" instead)")
+    else:
+        refused["--no-encryption"] = (f"the backups would be stored unencrypted though "
+                                      f"encryption.mode is \"{mode}\" (set mode = \"none\" "
+                                      "if that is meant)")
+    if mode != "gpg-key":
+        for option in _TO_A_KEY:
+            refused[option] = (f"the backups would be encrypted to a gpg key, not as "
+                               f"encryption.mode = \"{mode}\" says (set mode = \"gpg-key\" "
+                               "and gpg_key instead)")
+    return refused
+
+
+def _verbosity(value: str) -> int | None:
+    """The level a duplicity verbosity value means (None: not one; duplicity refuses it)."""
+    value = value.lower()
+    if value in _VERBOSITY_WORDS:
+        return _VERBOSITY_WORDS[value]
+    return int(value) if value.isdigit() else None
 
 
 def refused_options(options: Sequence[str], mode: str) -> list[str]:
     """What in ``duplicity_options`` a backup must refuse, one line each (empty: none).
 
-    Besides what cya sets itself (``_REFUSED``), the options that would make duplicity
-    encrypt otherwise than ``encryption.mode`` says: ``--no-encryption`` (backups the
-    user thinks encrypted would be stored and sent off-site readable) unless the mode is
-    ``none``, and encrypting to a key unless the mode is ``gpg-key`` (the passphrase
-    would then restore nothing; with ``gpg-key`` they add recipients, which is fine).
-    duplicity reads an unambiguous start of a long option as the option, so a start of
-    a refused one is refused too."""
-    refused = dict(_REFUSED)
-    if mode != "none":
-        refused[_UNENCRYPTED] = (f"backups would be stored unencrypted, though "
-                                 f"encryption.mode is \"{mode}\"; set mode = \"none\" if "
-                                 "that is meant")
-    if mode != "gpg-key":
-        for option in _TO_A_KEY:
-            refused[option] = ("backups would be encrypted to a gpg key, not as "
-                               f"encryption.mode = \"{mode}\" says; set mode = \"gpg-key\" "
-                               "and gpg_key instead")
+    Besides what cya sets itself or what changes what a backup holds behind cya's back
+    (``_REFUSED``), the options that would make duplicity encrypt otherwise than
+    ``encryption.mode`` says: ``--no-encryption`` (backups the user thinks encrypted
+    would be stored and sent off-site readable) unless the mode is ``none``, and
+    encrypting to a key unless the mode is ``gpg-key`` (the passphrase would then
+    restore nothing; with ``gpg-key`` they add recipients, which is fine); and a
+    verbosity below warning, which keeps from cya the warnings that name the files
+    duplicity could not read. duplicity reads an unambiguous start of a long option as
+    the option, so a start of a refused one is refused too (an ambiguous start
+    duplicity refuses itself)."""
+    refused = _refused(mode)
     problems = []
-    for token in options:
-        name = token.split("=", 1)[0]
+    for at, token in enumerate(options):
+        following = options[at + 1] if at + 1 < len(options) else ""
+        name, equals, value = token.partition("=")
+        if token[:1] == "-" and token[1:2] not in ("", "-"):  # a short option
+            given = token if token[2:] else f"{token} {following}"
+            level = _verbosity(token[2:] or following) if token[1] == "v" else None
+            if token[1] in "hV":
+                problems.append(f"duplicity_options: {token} cannot be passed to a "
+                                f"backup: {_PRINTS}")
+            elif level is not None and level < _LEAST_VERBOSITY:
+                problems.append(_too_quiet(given))
+            continue
         if not name.startswith("--") or len(name) < 3:
             continue
-        meant = [name] if name in refused else sorted(o for o in refused if o.startswith(name))
+        if len(name) > len("--ver") and _VERBOSITY.startswith(name):
+            level = _verbosity(value if equals else following)
+            if level is not None and level < _LEAST_VERBOSITY:
+                problems.append(_too_quiet(token if equals else f"{token} {following}"))
+            continue
+        meant = ([name] if name in refused else [] if name in _WHOLE else
+                 sorted(option for option in refused if option.startswith(name)))
         if meant:
-            read_as = "" if meant == [name] else f" (duplicity reads it as {' or '.join(meant)})"
-            problems.append(f"duplicity_options: {name}{read_as} cannot be passed to a "
+            start = "" if meant == [name] else f" (a start of {' or '.join(meant)})"
+            problems.append(f"duplicity_options: {name}{start} cannot be passed to a "
                             f"backup: {refused[meant[0]]}")
     return problems
+
+
+def _too_quiet(given: str) -> str:
+    return (f"duplicity_options: {given} would keep from cya the warnings that name the "
+            "files duplicity could not read (use warning or more)")
 
 
 def encryption(settings: Settings) -> list[str]:
@@ -279,8 +352,7 @@ def backup_argv(*, full: bool, settings: Settings, sources: Sequence[Path], targ
         # duplicity's default of 5 attempts 30 s apart only delays the error
         "--num-retries", "1",
         *encryption(settings),
-        *settings.duplicity_options,
-        *selection(settings, sources, never, also),
+        *selection(settings, sources, never, also),  # duplicity_options among them
         f"file://{target}",
     ]
 

@@ -148,8 +148,8 @@ def check(settings: Settings, request: BackupRequest) -> tuple[str | None, list]
 
     Raise ConfigError/UsageError naming every problem found.
     """
-    problems = duplicity.refused_options(settings.duplicity_options,
-                                         settings.encryption.mode)
+    refused = duplicity.refused_options(settings.duplicity_options, settings.encryption.mode)
+    problems = list(refused)
     sources: list = []
     try:
         sources = resolve_sources(settings)
@@ -161,8 +161,10 @@ def check(settings: Settings, request: BackupRequest) -> tuple[str | None, list]
         problems.append(error.one_line())
         passphrase = None
     if problems:
-        raise ConfigError("; ".join(problems), f"fix the config {settings.config_path} "
-                          "or the paths it names")
+        raise ConfigError("; ".join(problems), (
+            f"take {'it' if len(refused) == 1 else 'them'} out of duplicity_options in "
+            f"{settings.config_path}" if problems == refused else
+            f"fix the config {settings.config_path} or the paths it names"))
     if not request.allow_future and request.now > request.real_now + FUTURE_SLACK:
         raise UsageError(f"backup time {show_time(request.now)} is in the future (the clock "
                          f"says {show_time(request.real_now)})",

@@ -96,20 +96,27 @@ def test_wrong_passphrase(tree):
 
 @pytest.mark.parametrize("options, needle", [
     (["--full-if-older-than", "1D"], "--full-if-older-than cannot be passed to a backup: "
-                                     "cya decides full or incremental"),
-    (["--no-encryption"], "--no-encryption cannot be passed to a backup: backups would be "
-                          'stored unencrypted, though encryption.mode is "passphrase"'),
+                                     "duplicity would make a full that cya records and "
+                                     "reports as an incremental"),
+    (["--no-encryption"], "--no-encryption cannot be passed to a backup: the backups would "
+                          'be stored unencrypted though encryption.mode is "passphrase"'),
     (["--encrypt-key=0xDEADBEEF"], "backups would be encrypted to a gpg key"),
-    (["--volsize", "1", "--na", "other"], "--na (duplicity reads it as --name)"),
+    (["--volsize", "1", "--na", "other"], "--na (a start of --name)"),
     (["--current-time", "0"], "--current-time cannot be passed to a backup"),
+    (["-v0"], "-v0 would keep from cya the warnings that name the files duplicity could "
+              "not read"),
+    (["--exclude-other-filesystems"], "duplicity would leave out every source on another "
+                                      "file system than /"),
 ], ids=["full-if-older-than", "no-encryption", "encrypt-key", "abbreviated name",
-        "current-time"])
+        "current-time", "quiet", "other file systems"])
 def test_duplicity_options_that_would_betray_the_backup_refuse_it_before_it_starts(
         tree, tmp_path, options, needle):
     """Passed through, these made duplicity store a full that cya reported as an
     incremental, store backups unencrypted under a passphrase config, encrypt them to a
-    key the passphrase cannot open, or break the cache and the placement after a whole
-    run. Now the backup stops first, the tree untouched; restores still read the tree."""
+    key the passphrase cannot open, break the cache and the placement after a whole
+    run, hide the files it could not read (exit 0 instead of 1), or leave out a source
+    on another file system than / (an empty backup, exit 0). Now the backup stops
+    first, the tree untouched; restores still read the tree."""
     expected = snapshot(tree.source)
     listed = ", ".join(f'"{option}"' for option in options)
     text = tree.config.read_text()
@@ -120,7 +127,8 @@ def test_duplicity_options_that_would_betray_the_backup_refuse_it_before_it_star
     change_source(tree.source, 3)
     for dry in ((), ("--dry-run",)):
         result = tree.backup("2012-12-06T12:00", *dry, check=False)
-        assert_one_line_error(result, 2, needle, f"fix the config {tree.config}")
+        assert_one_line_error(result, 2, needle,
+                              f"; take it out of duplicity_options in {tree.config}")
     assert tree_state(tree.tree) == before
     assert (tree.tree / ".cya" / "catalog.sqlite").read_bytes() == catalog
     validated = tree.cya("config", "validate", check=False)

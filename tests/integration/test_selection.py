@@ -5,6 +5,7 @@ the sources, the metadata directory, never the tree or the cache."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,45 @@ def test_apart_needs_one_option_per_source_and_the_metadata():
                         [Path("/var/tree/.cya/metadata")])
     assert options == ["--include", "/home/me", "--include", "/var/tree/.cya/metadata",
                        "--exclude", "**", "/"]
+
+
+def test_duplicity_options_that_select_never_bring_the_tree_in_nor_drop_the_metadata(
+        tmp_path):
+    """Found by trying it: with the config's duplicity_options passed before cya's own
+    selection, an ``--include`` of a directory holding the tree made the tree back
+    itself up (each backup larger than the last), and a plain ``--exclude '**/.*'``
+    dropped cya's metadata (``.cya/metadata``): hard links and exact mtimes were then
+    silently lost on restore. A ``--filter-regexp`` there turned cya's own globs into
+    regular expressions. Now cya's exclusions and its metadata come first and its own
+    patterns are read as globs; the user's options still do what they say."""
+    from tests.helpers import Workspace, restored_source, snapshot
+
+    ws = Workspace(tmp_path / "ws")
+    ws.init()
+    (ws.source / "docs").mkdir()
+    (ws.source / "docs" / "a.txt").write_text("kept\n")
+    os.link(ws.source / "docs" / "a.txt", ws.source / "docs" / "a-link.txt")
+    (ws.source / "docs" / ".hidden").write_text("left out by the user's glob\n")
+    (ws.source / "docs" / "scratch.tmp").write_text("left out by the user's regex\n")
+    exact = 1_000_000_000_123_456_789
+    os.utime(ws.source / "docs" / "a.txt", ns=(exact, exact))
+    # a dot file out (a glob), *.tmp out (a regex), everything else under the workspace
+    # in, the tree and cache included; left in regex mode for what follows
+    options = ["--exclude", "**/.*", "--filter-regexp", "--exclude", r"\.tmp$",
+               "--filter-globbing", "--include", str(ws.base), "--filter-regexp"]
+    listed = ", ".join(f'"{option}"' for option in options).replace("\\", "\\\\")
+    text = ws.config.read_text()
+    ws.config.write_text(text.replace("duplicity_options = []",
+                                      f"duplicity_options = [{listed}]"))
+    ws.backup("2013-05-01T12:00")
+    target = tmp_path / "restored"
+    ws.cya("restore", "--date", "2013-05-01", "--target", str(target))
+    assert not (target / ws.tree.relative_to("/")).exists()  # the tree kept out
+    assert (target / ws.config.relative_to("/")).exists()  # the user's --include
+    docs = restored_source(target, ws.source) / "docs"
+    assert sorted(p.name for p in docs.iterdir()) == ["a-link.txt", "a.txt"]
+    assert (docs / "a.txt").read_text() == "kept\n"
+    # the metadata travelled: the link group and the nanoseconds came back
+    assert os.lstat(docs / "a.txt").st_ino == os.lstat(docs / "a-link.txt").st_ino
+    assert os.lstat(docs / "a.txt").st_mtime_ns == exact
+    assert snapshot(docs)["a.txt"] == snapshot(ws.source / "docs")["a.txt"]
