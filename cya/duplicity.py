@@ -214,7 +214,8 @@ def refused_options(options: Sequence[str], mode: str) -> list[str]:
     ``encryption.mode`` says: ``--no-encryption`` (backups the user thinks encrypted
     would be stored and sent off-site readable) unless the mode is ``none``, and
     encrypting to a key unless the mode is ``gpg-key`` (the passphrase would then
-    restore nothing; with ``gpg-key`` they add recipients, which is fine); and a
+    restore nothing; with ``gpg-key`` they add recipients, which is fine), and
+    ``--encryption`` in mode ``none`` (duplicity would ask for a passphrase); and a
     verbosity below warning, which keeps from cya the warnings that name the files
     duplicity could not read. duplicity reads an unambiguous start of a long option as
     the option, so a start of a refused one is refused too (an ambiguous start
@@ -225,13 +226,13 @@ def refused_options(options: Sequence[str], mode: str) -> list[str]:
         following = options[at + 1] if at + 1 < len(options) else ""
         name, equals, value = token.partition("=")
         if token[:1] == "-" and token[1:2] not in ("", "-"):  # a short option
-            given = token if token[2:] else f"{token} {following}"
-            level = _verbosity(token[2:] or following) if token[1] == "v" else None
             if token[1] in "hV":
                 problems.append(f"duplicity_options: {token} cannot be passed to a "
                                 f"backup: {_PRINTS}")
-            elif level is not None and level < _LEAST_VERBOSITY:
-                problems.append(_too_quiet(given))
+            elif token[1] == "v":
+                level = _verbosity(token[2:] or following)
+                if level is not None and level < _LEAST_VERBOSITY:
+                    problems.append(_too_quiet(token if token[2:] else f"{token} {following}"))
             continue
         if not name.startswith("--") or len(name) < 3:
             continue

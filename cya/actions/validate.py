@@ -10,7 +10,7 @@ Every problem is reported, each on its own line, not just the first:
   ``archive.storage_class``, ...);
 * the passphrase file the config names: missing, empty, or readable by others;
 * ``duplicity_options`` a backup refuses (duplicity.refused_options): what cya sets
-  itself, and what would encrypt otherwise than ``encryption.mode`` says.
+  itself, and what would make a backup other than cya records and reports.
 
 What is not wrong but worth knowing is a note: a tree that does not exist yet (``cya
 init`` makes it), sources that do not exist on this machine, a bucket that was not
