@@ -111,8 +111,7 @@ def selection(settings: Settings, sources: Sequence[Path], never: Sequence[Path]
     ``also`` then come first.
     """
     roots = [os.path.normpath(str(source)) for source in sources]
-    passed = list(settings.duplicity_options)
-    selecting = [option for option in passed if _selects(option)]
+    selecting = [option for option in settings.duplicity_options if _selects(option)]
     excluded: list[str] = []
     for path in sorted({os.path.normpath(str(path)) for path in never}, key=len):
         if any(_within(path, top) for top in excluded):
@@ -128,7 +127,7 @@ def selection(settings: Settings, sources: Sequence[Path], never: Sequence[Path]
             options += ["--include", glob_escape(path)]
     for path in excluded:
         options += ["--exclude", glob_escape(path)]
-    options += passed
+    options += settings.duplicity_options
     if any(option.startswith("--filter") for option in selecting):
         options += ["--filter-globbing", "--filter-strictcase"]
     for pattern in settings.exclude:
@@ -230,16 +229,12 @@ def refused_options(options: Sequence[str], mode: str) -> list[str]:
                 problems.append(f"duplicity_options: {token} cannot be passed to a "
                                 f"backup: {_PRINTS}")
             elif token[1] == "v":
-                level = _verbosity(token[2:] or following)
-                if level is not None and level < _LEAST_VERBOSITY:
-                    problems.append(_too_quiet(token if token[2:] else f"{token} {following}"))
+                problems += _too_quiet(token, token[2:] or None, following)
             continue
         if not name.startswith("--") or len(name) < 3:
             continue
         if len(name) > len("--ver") and _VERBOSITY.startswith(name):
-            level = _verbosity(value if equals else following)
-            if level is not None and level < _LEAST_VERBOSITY:
-                problems.append(_too_quiet(token if equals else f"{token} {following}"))
+            problems += _too_quiet(token, value if equals else None, following)
             continue
         meant = ([name] if name in refused else [] if name in _WHOLE else
                  sorted(option for option in refused if option.startswith(name)))
@@ -250,9 +245,15 @@ def refused_options(options: Sequence[str], mode: str) -> list[str]:
     return problems
 
 
-def _too_quiet(given: str) -> str:
-    return (f"duplicity_options: {given} would keep from cya the warnings that name the "
-            "files duplicity could not read (use warning or more)")
+def _too_quiet(token: str, inline: str | None, following: str) -> list[str]:
+    """The problem with a verbosity option (``-v``, ``--verbosity``) below warning, if
+    it is: its value ``inline`` (``-v0``, ``--verb=0``), else the token ``following``."""
+    level = _verbosity(following if inline is None else inline)
+    if level is None or level >= _LEAST_VERBOSITY:
+        return []
+    given = token if inline is not None else f"{token} {following}"
+    return [f"duplicity_options: {given} would keep from cya the warnings that name the "
+            "files duplicity could not read (use warning or more)"]
 
 
 def encryption(settings: Settings) -> list[str]:
@@ -458,8 +459,7 @@ def stored_paths(cache: Cache, time: datetime) -> Iterator[tuple[str, bytes]]:
         found = []
     if not found:
         raise CyaError(f"duplicity left no signature file for the backup at {stamp} in "
-                       f"{folder}", "take --archive-dir and --name out of duplicity_options "
-                       "if the config sets them; else run with -v and report this")
+                       f"{folder}", "run with -v and report this")
     path, full = found[-1]
     try:
         with open(path, "rb", buffering=_SIGTAR_BUFFER) as raw, \
